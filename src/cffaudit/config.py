@@ -1,0 +1,285 @@
+"""Typed run configuration: one frozen dataclass per concern, composed into RunConfig.
+
+Builders below this module take plain keyword arguments; only the wiring code
+(`cffaudit.train.run`, the CLI, sweeps) touches these dataclasses. Overrides are
+strict: an unknown key or a value of the wrong type is a ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Optional
+
+DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
+AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
+MARGINS = ("clamp", "subtract", "none")
+STABILITIES = ("detach", "direct")
+MARGIN_SCHEDULES = {"standard": (0.4, 0.1), "low": (0.2, 0.1)}
+PROBE_AUGMENT = ("view", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic"] = "cifar10"
+    data_dir: Optional[str] = None
+    download: bool = False
+    augment: str = "auto"
+    limit_train: Optional[int] = None
+    # Sizes of the synthetic dataset (ignored for real datasets).
+    synthetic_train: int = 5000
+    synthetic_test: int = 1000
+    synthetic_classes: int = 10
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embed_dim: int = 128
+    depth: int = 8
+    heads: int = 4
+    patch_size: int = 4
+    mlp_ratio: float = 2.0
+    image_size: int = 32
+    in_chans: int = 3
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    margin: Literal["clamp", "subtract", "none"] = "clamp"
+    stability: Literal["detach", "direct"] = "detach"
+    margin_schedule: str = "standard"
+    m0: Optional[float] = None
+    mL: Optional[float] = None
+    temperature: float = 0.15
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    epochs: int = 600
+    lr: float = 0.004
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.01
+    batch_size: int = 512
+    # "auto" picks per device: per-block backward on CPU, fused backward elsewhere.
+    step_order: Literal["auto", "per_block", "fused"] = "auto"
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    epochs: int = 50
+    lr: float = 0.0005
+    weight_decay: float = 0.01
+    batch_size: int = 512
+    probe_augment: Literal["view", "none"] = "view"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # -- derived values -------------------------------------------------------------
+    def margins(self) -> list[float]:
+        """Per-block margins m_l, linear from m0 (block 0) to mL (last block)."""
+        return margin_schedule(self.loss, self.model.depth)
+
+    def augment_preset(self) -> str:
+        return resolve_augment(self.data.dataset, self.data.augment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every derived value written out, as stored in result.json."""
+        d = self.to_dict()
+        d["loss"]["margins"] = self.margins()
+        d["loss"]["m0"], d["loss"]["mL"] = d["loss"]["margins"][0], d["loss"]["margins"][-1]
+        d["data"]["augment"] = self.augment_preset()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a nested dict; unknown keys and wrong types raise ValueError.
+
+        Keys that ``resolved()`` adds (``loss.margins``) are accepted and checked for
+        consistency, so a stored config round-trips.
+        """
+        cfg = _from_dict(cls, d, prefix="")
+        stored = (d.get("loss") or {}).get("margins")
+        if stored is not None and [round(m, 9) for m in stored] != [round(m, 9) for m in cfg.margins()]:
+            raise ValueError(
+                f"loss.margins {stored} does not follow from loss.m0/mL/margin_schedule "
+                f"and model.depth ({cfg.margins()}); drop it or fix m0/mL"
+            )
+        return cfg
+
+    def override(self, updates: dict[str, Any]) -> "RunConfig":
+        """Return a copy with dotted-path updates applied, e.g. {"loss.margin": "subtract"}."""
+        d = self.to_dict()
+        for path, value in updates.items():
+            set_path(d, path, value)
+        return RunConfig.from_dict(d)
+
+
+def margin_schedule(loss: LossConfig, depth: int) -> list[float]:
+    if loss.margin_schedule not in MARGIN_SCHEDULES:
+        raise ValueError(
+            f"loss.margin_schedule: unknown schedule {loss.margin_schedule!r}; "
+            f"choose one of {sorted(MARGIN_SCHEDULES)}"
+        )
+    m0, mL = MARGIN_SCHEDULES[loss.margin_schedule]
+    m0 = m0 if loss.m0 is None else loss.m0
+    mL = mL if loss.mL is None else loss.mL
+    if depth == 1:
+        return [float(m0)]
+    return [float(m0 + (mL - m0) * l / (depth - 1)) for l in range(depth)]
+
+
+def resolve_augment(dataset: str, augment: str) -> str:
+    if augment != "auto":
+        return augment
+    return {
+        "cifar10": "cifar",
+        "cifar100": "cifar",
+        "svhn": "svhn_easy",
+        "fashion_mnist": "fashion_mnist",
+        "synthetic": "cifar",
+    }[dataset]
+
+
+def validate(cfg: RunConfig) -> None:
+    def choice(name: str, value: Any, options) -> None:
+        if value not in options:
+            raise ValueError(f"{name}: {value!r} is not one of {list(options)}")
+
+    def positive(name: str, value: Any) -> None:
+        if value is None or value <= 0:
+            raise ValueError(f"{name}: must be > 0, got {value!r}")
+
+    choice("data.dataset", cfg.data.dataset, DATASETS)
+    choice("data.augment", cfg.data.augment, AUGMENT_PRESETS)
+    choice("loss.margin", cfg.loss.margin, MARGINS)
+    choice("loss.stability", cfg.loss.stability, STABILITIES)
+    choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))
+    choice("stage1.step_order", cfg.stage1.step_order, ("auto", "per_block", "fused"))
+    choice("stage2.probe_augment", cfg.stage2.probe_augment, PROBE_AUGMENT)
+    choice("device", cfg.device, DEVICES)
+    for name in ("embed_dim", "depth", "heads", "patch_size", "image_size", "in_chans"):
+        positive(f"model.{name}", getattr(cfg.model, name))
+    positive("model.mlp_ratio", cfg.model.mlp_ratio)
+    if cfg.model.embed_dim % cfg.model.heads:
+        raise ValueError(
+            f"model.embed_dim ({cfg.model.embed_dim}) must be divisible by model.heads ({cfg.model.heads})"
+        )
+    if cfg.model.image_size % cfg.model.patch_size:
+        raise ValueError(
+            f"model.patch_size ({cfg.model.patch_size}) must divide model.image_size ({cfg.model.image_size})"
+        )
+    positive("loss.temperature", cfg.loss.temperature)
+    for name in ("m0", "mL"):
+        v = getattr(cfg.loss, name)
+        if v is not None and not (0.0 <= v <= 2.0):
+            raise ValueError(f"loss.{name}: a margin must lie in [0, 2], got {v!r}")
+    for stage in ("stage1", "stage2"):
+        s = getattr(cfg, stage)
+        if s.epochs < 0:
+            raise ValueError(f"{stage}.epochs: must be >= 0, got {s.epochs}")
+        positive(f"{stage}.lr", s.lr)
+        positive(f"{stage}.batch_size", s.batch_size)
+        if s.weight_decay < 0:
+            raise ValueError(f"{stage}.weight_decay: must be >= 0, got {s.weight_decay}")
+    if cfg.stage1.batch_size < 2:
+        raise ValueError("stage1.batch_size: a contrastive batch needs at least 2 images")
+    if cfg.data.limit_train is not None and cfg.data.limit_train < 2:
+        raise ValueError(f"data.limit_train: must be >= 2, got {cfg.data.limit_train}")
+    for name in ("synthetic_train", "synthetic_test"):
+        positive(f"data.{name}", getattr(cfg.data, name))
+    if cfg.data.synthetic_classes < 2:
+        raise ValueError("data.synthetic_classes: must be >= 2")
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {cfg.seed!r}")
+
+
+# -- strict dict <-> dataclass ---------------------------------------------------------
+
+_DERIVED_KEYS = {"loss": {"margins"}}
+
+
+def _check_type(name: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(name, value, inner[0])
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{name}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, d: Any, prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    derived = _DERIVED_KEYS.get(prefix.rstrip("."), set())
+    unknown = set(d) - known - derived
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+            f"known keys here: {sorted(prefix + k for k in known)}"
+        )
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _from_dict(tp, d[f.name], prefix + f.name + ".")
+        else:
+            kwargs[f.name] = _check_type(prefix + f.name, d[f.name], tp)
+    return cls(**kwargs)
+
+
+def set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted path in a nested dict, refusing paths that do not exist."""
+    keys = path.split(".")
+    node = d
+    for i, k in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or k not in node:
+            raise ValueError(f"unknown config key {'.'.join(keys[: i + 1])!r} (in {path!r})")
+        node = node[k]
+    if not isinstance(node, dict) or keys[-1] not in node:
+        raise ValueError(f"unknown config key {path!r}")
+    node[keys[-1]] = value
