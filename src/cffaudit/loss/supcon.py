@@ -1,0 +1,177 @@
+"""Layer-local supervised contrastive loss with the positive-pair margin variants.
+
+Notation (seed paper, Section 4): for the 2B views of a batch, z_i is the L2-normalised
+token mean of view i at one layer, s_ij = z_i . z_j, positives P(i) = {j != i : y_j = y_i}.
+A margin variant may modify the similarities before the logits (clamp) or the
+log-probabilities after them (subtract); everything else is shared:
+
+    l_ij    = s'_ij / tau
+    l_ij   <- l_ij - max_k l_ik          (max detached or not: the stability mode)
+    log p_ij = l_ij - log sum_{k != i} exp(l_ik)
+    L       = mean over anchors with positives of  -mean_{j in P(i)} log p'_ij
+
+All tensors may carry leading batch dimensions (the seed ensemble), so one call
+evaluates the loss of every seed independently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+# -- margin variants: one hook each ----------------------------------------------------
+
+
+class MarginVariant:
+    """How the positive-pair margin enters the loss. Subclasses override one hook."""
+
+    name: ClassVar[str]
+
+    def similarities(self, sim: torch.Tensor, pos: torch.Tensor, margin: float) -> torch.Tensor:
+        """Modify cosine similarities before they become logits (default: unchanged)."""
+        return sim
+
+    def log_probs(
+        self, log_prob: torch.Tensor, pos: torch.Tensor, margin: float, temperature: float
+    ) -> torch.Tensor:
+        """Modify log-probabilities of positive pairs (default: unchanged)."""
+        return log_prob
+
+
+class NoMargin(MarginVariant):
+    """Plain supervised contrastive loss."""
+
+    name = "none"
+
+
+class ClampMargin(MarginVariant):
+    """s'_ij = min(s_ij + m, 1) on positive pairs (the original CFF code's default).
+
+    Written with `where` rather than `clamp` so that a saturated pair (s + m >= 1,
+    the CAR definition) gets exactly zero gradient through its own logit, including
+    at equality, where `torch.clamp` would pass the gradient.
+    """
+
+    name = "clamp"
+
+    def similarities(self, sim, pos, margin):
+        shifted = sim + margin
+        clamped = torch.where(shifted >= 1.0, torch.ones_like(shifted), shifted)
+        return torch.where(pos, clamped, sim)
+
+
+class SubtractMargin(MarginVariant):
+    """log p'_ij = log p_ij - m / tau on positive pairs (the paper's reference).
+
+    The margin is expressed in logit units (m / tau), the shift a similarity margin m
+    makes before saturation. Under the mean-over-positives reduction it adds the
+    constant m / tau to every anchor's loss, so its gradient equals NoMargin's
+    (Proposition 4.1); only the reported loss value differs.
+    """
+
+    name = "subtract"
+
+    def log_probs(self, log_prob, pos, margin, temperature):
+        return torch.where(pos, log_prob - margin / temperature, log_prob)
+
+
+MARGIN_VARIANTS: dict[str, type[MarginVariant]] = {
+    cls.name: cls for cls in (ClampMargin, SubtractMargin, NoMargin)
+}
+
+
+def get_margin_variant(name: str) -> MarginVariant:
+    """Look a margin variant up by name ("clamp", "subtract", "none")."""
+    try:
+        return MARGIN_VARIANTS[name]()
+    except KeyError:
+        raise ValueError(f"margin: unknown variant {name!r}; choose one of {sorted(MARGIN_VARIANTS)}") from None
+
+
+# -- the loss --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerLoss:
+    """One layer's loss and diagnostics; each field has the leading batch shape of z.
+
+    Attributes:
+        loss: mean over anchors that have positives (0 where no anchor has any).
+        car: clamp activation rate, fraction of positive pairs with s + m >= 1. It is
+            computed for every margin variant, since it is the diagnostic a user checks
+            before choosing one. NaN where there are no positive pairs.
+        pos_pairs: number of (ordered) positive pairs.
+        anchors_without_positives: anchors masked out of the mean.
+    """
+
+    loss: torch.Tensor
+    car: torch.Tensor
+    pos_pairs: torch.Tensor
+    anchors_without_positives: torch.Tensor
+
+
+def supcon_loss(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    margin: float,
+    variant: MarginVariant | str = "clamp",
+    stability: str = "detach",
+    temperature: float = 0.15,
+) -> LayerLoss:
+    """Supervised contrastive loss of one layer, vectorised over anchors and seeds.
+
+    Args:
+        z: (..., N, D) L2-normalised representations of the N = 2B views.
+        labels: (..., N) class of each view (broadcastable to z's leading shape).
+        margin: this layer's margin m_l.
+        variant: a `MarginVariant` or its registry name.
+        stability: "detach" (row max detached) or "direct".
+        temperature: tau.
+
+    Returns:
+        A `LayerLoss` whose tensors have z's leading shape (scalars for a 2-D z).
+    """
+    if isinstance(variant, str):
+        variant = get_margin_variant(variant)
+    if stability not in ("detach", "direct"):
+        raise ValueError(f"stability: {stability!r} is not one of ['detach', 'direct']")
+    n = z.shape[-2]
+    # The similarity matrix and everything after it stay in float32 even under autocast:
+    # a bf16 similarity has ~3 significant digits, too coarse for s + m >= 1 decisions.
+    zf = z if z.dtype == torch.float64 else z.float()
+    sim = zf @ zf.transpose(-1, -2)  # (..., N, N)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    pos = (labels.unsqueeze(-1) == labels.unsqueeze(-2)) & ~eye  # (..., N, N)
+
+    logits = variant.similarities(sim, pos, margin) / temperature
+    row_max = logits.amax(dim=-1, keepdim=True)
+    if stability == "detach":
+        row_max = row_max.detach()
+    logits = logits - row_max
+    # Self-pairs leave the denominator; -inf makes exp() exactly zero there.
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    log_prob = variant.log_probs(log_prob, pos, margin, temperature)
+
+    n_pos = pos.sum(dim=-1)  # (..., N)
+    has_pos = n_pos > 0
+    # where() instead of multiplying by the mask: the diagonal holds -inf, and 0 * -inf is NaN.
+    pos_sum = torch.where(pos, log_prob, torch.zeros_like(log_prob)).sum(dim=-1)
+    mean_log_prob_pos = pos_sum / n_pos.clamp(min=1)
+    n_anchors = has_pos.sum(dim=-1)
+    loss = -torch.where(has_pos, mean_log_prob_pos, torch.zeros_like(mean_log_prob_pos)).sum(dim=-1)
+    loss = loss / n_anchors.clamp(min=1)
+
+    with torch.no_grad():
+        pos_pairs = n_pos.sum(dim=-1)
+        saturated = (pos & (sim.detach() + margin >= 1.0)).sum(dim=(-1, -2))
+        car = saturated.to(sim.dtype) / pos_pairs.to(sim.dtype)  # NaN when no positive pairs
+    return LayerLoss(
+        loss=loss,
+        car=car,
+        pos_pairs=pos_pairs,
+        anchors_without_positives=(~has_pos).sum(dim=-1),
+    )

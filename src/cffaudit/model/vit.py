@@ -1,0 +1,214 @@
+"""The CFF Vision Transformer, with an explicit seed-ensemble dimension.
+
+Every parameter carries a leading dimension S, one slice per independent seed, and
+every activation has shape (S, B, T, E). A solo run is S = 1. Seeds never mix:
+matmuls are batched over S, attention folds S into its batch, LayerNorm is applied
+per slice, and AdamW is element-wise, so seed k of an ensemble follows exactly the
+computation of a solo run with seed k (up to floating-point reassociation).
+
+Layer 0 is the linear patch embedding, ReLU, the learned positional embedding and the
+first block; layer l > 0 is block l. `blocks[l]` is addressable on its own and
+`embed` belongs to layer 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _uniform(shape: Sequence[int], bound: float, generator: torch.Generator) -> torch.Tensor:
+    return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
+
+
+class EnsembleLinear(nn.Module):
+    """S independent linear maps: (S, ..., in) -> (S, ..., out).
+
+    Initialised like `nn.Linear` (uniform in +-1/sqrt(fan_in) for weight and bias),
+    each slice from its own seed's generator.
+    """
+
+    def __init__(self, ensemble: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(ensemble, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, out_features))
+
+    def init_slice(self, k: int, generator: torch.Generator) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        with torch.no_grad():
+            self.weight[k].copy_(_uniform((self.in_features, self.out_features), bound, generator))
+            self.bias[k].copy_(_uniform((1, self.out_features), bound, generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.shape[0]
+        flat = x.reshape(s, -1, self.in_features)  # (S, M, in)
+        out = torch.baddbmm(self.bias, flat, self.weight)  # (S, M, out)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with per-seed affine parameters."""
+
+    def __init__(self, ensemble: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(ensemble, dim))
+        self.bias = nn.Parameter(torch.zeros(ensemble, dim))
+
+    def init_slice(self, k: int, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            self.weight[k].fill_(1.0)
+            self.bias[k].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+class Attention(nn.Module):
+    def __init__(self, ensemble: int, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = EnsembleLinear(ensemble, dim, 3 * dim)
+        self.proj = EnsembleLinear(ensemble, dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S, B, T, E = x.shape
+        hs = E // self.heads
+        qkv = self.qkv(x).reshape(S * B, T, 3, self.heads, hs)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S*B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v)  # (S*B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(S, B, T, E)
+        return self.proj(y)
+
+
+class Mlp(nn.Module):
+    def __init__(self, ensemble: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = EnsembleLinear(ensemble, dim, hidden)
+        self.fc2 = EnsembleLinear(ensemble, hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(x))."""
+
+    def __init__(self, ensemble: int, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = EnsembleLayerNorm(ensemble, dim)
+        self.attn = Attention(ensemble, dim, heads)
+        self.norm2 = EnsembleLayerNorm(ensemble, dim)
+        self.mlp = Mlp(ensemble, dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> linear -> ReLU -> + learned positions."""
+
+    def __init__(self, ensemble: int, image_size: int, patch_size: int, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.num_tokens = (image_size // patch_size) ** 2
+        self.proj = EnsembleLinear(ensemble, in_chans * patch_size * patch_size, dim)
+        self.pos = nn.Parameter(torch.zeros(ensemble, 1, self.num_tokens, dim))
+
+    def init_slice(self, k: int, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            # Truncated normal, std 0.02 (the ViT convention), drawn from the seed's generator.
+            self.pos[k].copy_((torch.randn(self.pos.shape[1:], generator=generator) * 0.02).clamp(-0.04, 0.04))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S, B, C, H, W = x.shape
+        p = self.patch_size
+        patches = x.reshape(S, B, C, H // p, p, W // p, p)
+        patches = patches.permute(0, 1, 3, 5, 2, 4, 6).reshape(S, B, self.num_tokens, C * p * p)
+        return F.relu(self.proj(patches)) + self.pos  # (S, B, T, E)
+
+
+class CFFViT(nn.Module):
+    """ViT whose layers are trained one by one (see module docstring).
+
+    Args:
+        ensemble: number of independent seeds S held side by side.
+        embed_dim, depth, heads, patch_size, mlp_ratio, image_size, in_chans: architecture.
+    """
+
+    def __init__(
+        self,
+        *,
+        ensemble: int = 1,
+        embed_dim: int = 128,
+        depth: int = 8,
+        heads: int = 4,
+        patch_size: int = 4,
+        mlp_ratio: float = 2.0,
+        image_size: int = 32,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        self.embed_dim = embed_dim
+        self.embed = PatchEmbed(ensemble, image_size, patch_size, in_chans, embed_dim)
+        self.blocks = nn.ModuleList(Block(ensemble, embed_dim, heads, mlp_ratio) for _ in range(depth))
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    def init_weights(self, generators: Sequence[torch.Generator]) -> None:
+        """Initialise slice k from generators[k], in a fixed module order.
+
+        Draws happen on the CPU generator whatever the device, so a seed's initial
+        weights are the same on every device and in every ensemble it joins.
+        """
+        if len(generators) != self.ensemble:
+            raise ValueError(f"generators: need {self.ensemble}, got {len(generators)}")
+        for k, g in enumerate(generators):
+            for module in self.modules():
+                if hasattr(module, "init_slice"):
+                    module.init_slice(k, g)
+
+    def layer_parameters(self, layer: int) -> list[nn.Parameter]:
+        """Parameters trained by layer `layer`'s loss (layer 0 includes the embedding)."""
+        params = list(self.blocks[layer].parameters())
+        if layer == 0:
+            params = list(self.embed.parameters()) + params
+        return params
+
+    def forward_layers(self, x: torch.Tensor, *, detach_between: bool = True) -> list[torch.Tensor]:
+        """Token outputs of every layer, (S, B, T, E) each.
+
+        With `detach_between`, each block sees a detached input, so a layer's loss
+        reaches only its own parameters (Forward-Forward locality).
+        """
+        h = self.embed(x)
+        outs = []
+        for block in self.blocks:
+            h = block(h)
+            outs.append(h)
+            if detach_between:
+                h = h.detach()
+        return outs
+
+    def represent(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-layer token mean, (S, B, E): the probe's frozen feature."""
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h)
+        return h.mean(dim=2)
+
+
+def layer_representation(tokens: torch.Tensor) -> torch.Tensor:
+    """L2-normalised token mean, (S, B, T, E) -> (S, B, E): what a layer's loss sees."""
+    return F.normalize(tokens.mean(dim=-2), dim=-1)
