@@ -1,0 +1,156 @@
+"""Result types shaped like scipy's: frozen dataclasses with `statistic`, `pvalue`, `df`.
+
+Each result converts to plain JSON-ready data with `to_dict()`; NaN becomes None there so
+the JSON never carries a number that is not one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple, Optional
+
+
+class ConfidenceInterval(NamedTuple):
+    """A confidence interval as (low, high), like scipy's `ConfidenceInterval`."""
+
+    low: float
+    high: float
+
+
+def jsonable(value: Any) -> Any:
+    """Turn results, tuples, numpy scalars and NaN into JSON-ready Python values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, ConfidenceInterval):
+        return [jsonable(value.low), jsonable(value.high)]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _Result:
+    def to_dict(self) -> dict:
+        """Plain-data form for JSON (NaN and infinities become None)."""
+        return jsonable(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSummary(_Result):
+    """Descriptive statistics of one group of runs (sample variance with ddof 1)."""
+
+    label: str
+    n: int
+    mean: float
+    sd: float
+    var: float
+    sem: float
+
+
+@dataclasses.dataclass(frozen=True)
+class VarianceRatioResult(_Result):
+    """F-test of equal variances; `statistic` is var(a) / var(b)."""
+
+    statistic: float
+    pvalue: float
+    df: tuple[int, int]
+    confidence_interval: ConfidenceInterval
+    confidence_level: float
+    alternative: str
+    var_a: float
+    var_b: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapResult(_Result):
+    """Percentile-bootstrap confidence interval of a statistic."""
+
+    statistic: float
+    confidence_interval: ConfidenceInterval
+    confidence_level: float
+    n_resamples: int
+    standard_error: float
+    n_infinite: int  # resamples whose denominator variance was zero (ratio = inf)
+    seed: Optional[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class LeveneResult(_Result):
+    """Levene (center 'mean') or Brown-Forsythe (center 'median') test across k groups."""
+
+    statistic: float
+    pvalue: float
+    df: tuple[int, int]
+    center: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AnovaTerm(_Result):
+    """One row of an ANOVA table."""
+
+    term: str
+    statistic: float
+    pvalue: float
+    df: tuple[float, float]
+    sum_sq: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorialLeveneResult(_Result):
+    """Two-way (or n-way) ANOVA on absolute deviations from cell centers."""
+
+    center: str
+    factors: tuple[str, ...]
+    terms: tuple[AnovaTerm, ...]
+    anova_type: int
+
+    def term(self, name: str) -> AnovaTerm:
+        """The row for factor `name`, or for an interaction written 'a:b'.
+
+        Raises:
+            ValueError: If `name` is not a term of this table.
+        """
+        for t in self.terms:
+            if t.term == name:
+                return t
+        raise ValueError(f"name: no term {name!r}; terms are {[t.term for t in self.terms]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WelchResult(_Result):
+    """Welch's unequal-variance t-test of mean(a) - mean(b)."""
+
+    statistic: float
+    pvalue: float
+    df: float
+    mean_difference: float
+    standard_error: float
+    confidence_interval: ConfidenceInterval
+    confidence_level: float
+    alternative: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapiroResult(_Result):
+    """Shapiro-Wilk test of normality."""
+
+    statistic: float
+    pvalue: float
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerResult(_Result):
+    """Power of the two-sided variance-ratio F-test for a true ratio at given group sizes."""
+
+    ratio: float
+    n_a: int
+    n_b: int
+    alpha: float
+    power: float
