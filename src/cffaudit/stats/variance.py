@@ -129,7 +129,7 @@ def bootstrap_variance_ratio(
     # and place it at +inf, the conservative side for an upper bound.
     ratios = np.where(np.isnan(ratios), np.inf, ratios)
     alpha = 1.0 - cl
-    low, high = np.percentile(ratios, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    low, high = (_percentile(ratios, q) for q in (alpha / 2, 1 - alpha / 2))
     finite = ratios[np.isfinite(ratios)]
     se = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
     return BootstrapResult(
@@ -141,6 +141,20 @@ def bootstrap_variance_ratio(
         n_infinite=int(np.sum(~np.isfinite(ratios))),
         seed=seed,
     )
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """numpy's default (linear) percentile, except that a position touching +inf is +inf.
+
+    np.percentile interpolates inf - inf into NaN there, which would hide the fact that
+    the bound is unbounded.
+    """
+    v = np.sort(values)
+    pos = q * (v.size - 1)
+    lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+    if math.isinf(v[hi]) and (hi == lo or pos > lo):
+        return math.inf
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
 
 
 def _center_name(center: str) -> str:
