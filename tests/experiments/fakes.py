@@ -1,0 +1,61 @@
+"""Stand-ins for `train_run` with the same contract, for fast sweep tests.
+
+Module-level functions so that spawned worker processes and Ray workers can import
+them by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from cffaudit.atomic import atomic_write_json
+
+#: loss.temperature values that trigger the failure modes below.
+FAIL_TEMPERATURE = 0.77  # returns status "failed", as train_run does on NaN loss
+RAISE_TEMPERATURE = 0.66  # raises, as a programming error would
+
+
+def fake_accuracy(cfg) -> float:
+    """Deterministic 'accuracy' from the config, so reruns can be compared."""
+    return round(50.0 + cfg.seed + (0.5 if cfg.loss.margin == "clamp" else 0.0) + 0.01 * cfg.model.depth, 4)
+
+
+def fake_train_run(cfg, out_dir, *, resume=False, progress=False):
+    """Writes a checkpoint, then an outcome-tagged result.json, like train_run."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    delay = float(os.environ.get("CFFAUDIT_FAKE_DELAY", "0"))
+    calls = out / "calls.txt"
+    with open(calls, "a") as f:
+        f.write(f"resume={resume} pid={os.getpid()}\n")
+    (out / "checkpoint.pt").write_text("epoch 1")
+    if delay:
+        time.sleep(delay)
+    print("fake training epoch 1")  # goes to the run's log.txt
+    if cfg.loss.temperature == RAISE_TEMPERATURE:
+        raise RuntimeError("fake programming error")
+    if cfg.loss.temperature == FAIL_TEMPERATURE:
+        result = {"status": "failed", "error": "TrainingDiverged: non-finite loss (fake)", "traceback": "tb",
+                  "config": {**cfg.resolved()}, "test_acc": None, "best_val_acc": None}
+    else:
+        acc = fake_accuracy(cfg)
+        result = {"status": "done", "error": None, "traceback": None, "config": cfg.resolved(),
+                  "test_acc": acc, "best_val_acc": acc + 1, "history": [], "timing": {"total_s": delay}}
+    atomic_write_json(out / "result.json", result)
+    return result
+
+
+def fake_returns_garbage(cfg, out_dir, *, resume=False, progress=False):
+    return "not a dict"
+
+
+def calls_of(run_dir: Path) -> list[str]:
+    p = Path(run_dir) / "calls.txt"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def read_result(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "result.json").read_text())

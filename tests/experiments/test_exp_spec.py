@@ -1,0 +1,231 @@
+"""Spec parsing, validation before anything runs, expansion and run identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cffaudit.config import RunConfig
+from cffaudit.experiments.identity import canonical_config, identity_dict, run_id
+from cffaudit.experiments.spec import ExperimentSpec, SpecError, merged_levels, parse_seeds
+
+from .conftest import tiny_spec_dict
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- seeds -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1-7", (1, 2, 3, 4, 5, 6, 7)), ("1-3,10", (1, 2, 3, 10)), ([4, 2], (4, 2)), (5, (5,)), ("0", (0,))],
+)
+def test_parse_seeds_forms(value, expected):
+    assert parse_seeds(value) == expected
+
+
+@pytest.mark.parametrize("value", ["7-1", "a-b", [1, 1], [], ["1"], -1, True, "1-3,2"])
+def test_parse_seeds_rejects(value):
+    with pytest.raises(ValueError):
+        parse_seeds(value)
+
+
+# -- validation: errors name the file and the problem ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"factors": {"margn": ["clamp"]}}, "unknown factor 'margn'"),
+        ({"factors": {"margin": ["clamp", "sqrt"]}}, "'sqrt' is not one of"),
+        ({"factors": {"loss.nope": [1]}}, "unknown factor 'loss.nope'"),
+        ({"factors": {"margin": []}}, "non-empty list"),
+        ({"factors": {"margin": ["clamp", "clamp"]}}, "repeated level"),
+        ({"factors": {"seed": [1, 2]}}, "seeds are not a factor"),
+        ({"factors": {"device": ["cpu"]}}, "does not change results"),
+        ({"base": {"loss": {"margn": "clamp"}}}, "unknown config key"),
+        ({"base": {"model": {"embed_dim": "big"}}}, "expected an integer"),
+        ({"base": {"seed": 3}}, "list the seeds under 'seeds'"),
+        ({"seeds": "1-x"}, "seeds:"),
+        ({"extra": 1}, "unknown top-level key"),
+        ({"name": "has space"}, "name:"),
+        ({"exclude": [{"margin": "sqrt"}]}, "not a level of margin"),
+        ({"exclude": [{"stability": "direct"}]}, "not one of the factors"),
+        ({"exclude": [{"margin": "clamp"}, {"margin": "subtract"}]}, "removes every condition"),
+        # Valid levels, invalid combination: only visible once every config is built.
+        ({"factors": {"embed_dim": [16, 15]}}, "condition embed_dim=15"),
+    ],
+)
+def test_bad_specs_are_rejected_with_a_clear_message(tmp_path, write_spec, changes, message):
+    path = write_spec(tiny_spec_dict(**changes))
+    with pytest.raises(SpecError) as err:
+        ExperimentSpec.load(path).expand()
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_seeds_and_bad_yaml(tmp_path, write_spec):
+    d = tiny_spec_dict()
+    del d["seeds"]
+    with pytest.raises(SpecError, match="seeds: missing"):
+        ExperimentSpec.load(write_spec(d))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        ExperimentSpec.load(bad)
+    with pytest.raises(SpecError, match="not found"):
+        ExperimentSpec.load(tmp_path / "missing.yaml")
+
+
+# -- expansion --------------------------------------------------------------------------------
+
+
+def test_expansion_is_the_factorial_times_seeds():
+    spec = ExperimentSpec.from_dict(
+        tiny_spec_dict(factors={"margin": ["clamp", "subtract"], "loss.stability": ["detach", "direct"]}, seeds="1-3")
+    )
+    exp = spec.expand()
+    assert list(spec.factors) == ["margin", "stability"]  # dotted paths shown by their alias
+    assert len(exp.conditions) == 4 and len(exp.runs) == 12 and not exp.shared_runs
+    assert len({r.run_id for r in exp.runs}) == 12
+    run = next(r for r in exp.runs if r.conditions[0] == {"margin": "subtract", "stability": "direct"} and r.seed == 2)
+    assert run.config.loss.margin == "subtract" and run.config.loss.stability == "direct" and run.config.seed == 2
+    assert run.config.model.embed_dim == 16  # base applied
+
+
+def test_exclude_drops_cells():
+    spec = ExperimentSpec.from_dict(
+        tiny_spec_dict(
+            factors={"margin": ["clamp", "subtract"], "stability": ["detach", "direct"]},
+            exclude=[{"margin": "subtract", "stability": "direct"}],
+        )
+    )
+    labels = [c.label for c in spec.conditions()]
+    assert labels == ["margin=clamp stability=detach", "margin=clamp stability=direct", "margin=subtract stability=detach"]
+
+
+def test_subtract_runs_are_shared_across_margin_schedules():
+    spec = ExperimentSpec.from_dict(
+        tiny_spec_dict(factors={"margin_schedule": ["standard", "low"], "margin": ["clamp", "subtract", "none"]}, seeds=[1, 2, 3])
+    )
+    exp = spec.expand()
+    assert exp.n_cells_runs == 18
+    # clamp differs per schedule (6 runs); subtract and none ignore it (3 + 3 runs).
+    assert len(exp.runs) == 12
+    shared = exp.shared_runs
+    assert len(shared) == 6 and {r.config.loss.margin for r in shared} == {"subtract", "none"}
+    assert all(merged_levels(r.conditions)["margin_schedule"] == "standard|low" for r in shared)
+    summary = "\n".join(exp.summary())
+    assert "6 run(s) shared across conditions" in summary and "gradient-neutral" in summary
+
+
+def test_dose_response_subtract_arm_has_the_factorial_ids():
+    factorial = ExperimentSpec.load(REPO / "experiments" / "cifar10_factorial.yaml").expand()
+    dose = ExperimentSpec.load(REPO / "experiments" / "cifar10_dose_response.yaml").expand()
+    fact_ids = {r.run_id for r in factorial.runs}
+    sub = [r for r in dose.runs if r.config.loss.margin == "subtract"]
+    clamp = [r for r in dose.runs if r.config.loss.margin == "clamp"]
+    assert len(sub) == 7 and len(clamp) == 14
+    assert {r.run_id for r in sub} <= fact_ids  # reused, as in the paper
+    assert not ({r.run_id for r in clamp} & fact_ids)  # the low schedule changes clamp runs
+    assert any("share ids" in line for line in dose.summary())
+
+
+def test_design_hash_ignores_seeds_and_spelling_but_not_design():
+    a = ExperimentSpec.from_dict(tiny_spec_dict(seeds=[1, 2])).expand()
+    b = ExperimentSpec.from_dict(tiny_spec_dict(seeds="1-9", factors={"loss.margin": ["clamp", "subtract"]})).expand()
+    c = ExperimentSpec.from_dict(tiny_spec_dict(factors={"margin": ["clamp", "none"]})).expand()
+    d_base = tiny_spec_dict()
+    d_base["base"]["stage1"]["epochs"] = 2
+    d = ExperimentSpec.from_dict(d_base).expand()
+    assert a.design_hash == b.design_hash
+    assert len({a.design_hash, c.design_hash, d.design_hash}) == 3
+
+
+def test_device_override_does_not_change_ids_but_other_overrides_are_refused():
+    spec = ExperimentSpec.from_dict(tiny_spec_dict())
+    ids = [r.run_id for r in spec.expand().runs]
+    assert [r.run_id for r in spec.expand({"device": "auto", "data.data_dir": "/x"}).runs] == ids
+    assert spec.expand({"device": "auto"}).runs[0].config.device == "auto"
+    with pytest.raises(SpecError, match="can be overridden"):
+        spec.expand({"loss.margin": "none"})
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+def test_run_id_is_stable_and_ignores_non_result_settings():
+    cfg = RunConfig().override({"seed": 3})
+    # Pinned value: ids must not drift between versions, or every existing store is
+    # orphaned. Change only together with store.SCHEMA_VERSION.
+    assert run_id(cfg) == "4d687b643746"
+    assert run_id(cfg) == run_id(RunConfig().override({"seed": 3}))
+    assert run_id(cfg) == run_id(cfg.override({"device": "cpu", "data.data_dir": "/d", "data.download": True}))
+    assert run_id(cfg) != run_id(cfg.override({"seed": 4}))
+    assert run_id(cfg) != run_id(cfg.override({"loss.stability": "direct"}))
+    assert len(run_id(cfg)) == 12
+
+
+def test_run_id_compares_resolved_values_not_spellings():
+    low = RunConfig().override({"loss.margin_schedule": "low"})
+    assert run_id(low) == run_id(RunConfig().override({"loss.m0": 0.2}))
+    assert run_id(low) != run_id(RunConfig())
+    svhn = RunConfig().override({"data.dataset": "svhn"})
+    assert run_id(svhn) == run_id(svhn.override({"data.augment": "svhn_easy"}))
+    assert run_id(svhn) != run_id(svhn.override({"data.augment": "svhn_hard"}))
+    # Synthetic sizes only matter for the synthetic dataset.
+    assert run_id(svhn) == run_id(svhn.override({"data.synthetic_train": 7}))
+    syn = RunConfig().override({"data.dataset": "synthetic"})
+    assert run_id(syn) != run_id(syn.override({"data.synthetic_train": 7}))
+
+
+def test_result_config_round_trips_to_the_same_id():
+    cfg = canonical_config(RunConfig().override({"loss.margin": "subtract", "loss.margin_schedule": "low", "seed": 2}))
+    stored = cfg.resolved()  # what train_run writes into result.json
+    assert run_id(RunConfig.from_dict(stored)) == run_id(cfg)
+    assert "device" not in identity_dict(cfg) and "loss.margin_schedule" not in identity_dict(cfg)
+
+
+# -- the shipped spec files ------------------------------------------------------------------------
+
+SPEC_FILES = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+def test_every_paper_experiment_has_a_spec():
+    names = {p.stem for p in SPEC_FILES}
+    assert {
+        "quickstart",
+        "cifar10_factorial",
+        "cifar10_dose_response",
+        "cifar100_factorial",
+        "svhn_replication",
+        "fashion_mnist_replication",
+        "svhn_difficulty",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
+def test_shipped_specs_are_valid(path):
+    spec = ExperimentSpec.load(path)
+    exp = spec.expand()
+    assert spec.name == path.stem
+    assert exp.runs
+
+
+def test_shipped_specs_match_the_paper_design():
+    def runs(name):
+        return ExperimentSpec.load(REPO / "experiments" / f"{name}.yaml").expand().runs
+
+    assert len(runs("cifar10_factorial")) == 28
+    assert len(runs("cifar100_factorial")) == 20
+    svhn = runs("svhn_replication")
+    assert len(svhn) == 10 and {r.config.loss.stability for r in svhn} == {"direct"}
+    assert len(runs("fashion_mnist_replication")) == 10
+    diff = runs("svhn_difficulty")
+    assert len(diff) == 30
+    # The easy arm is the replication itself (augment auto == svhn_easy for SVHN).
+    assert {r.run_id for r in svhn} <= {r.run_id for r in diff}
+    for r in runs("cifar10_factorial"):
+        assert r.config.stage1.epochs == 600 and r.config.model.depth == 8 and r.seed in range(1, 8)
