@@ -249,9 +249,6 @@ def test_synthetic_is_deterministic_and_splits_are_distinct_streams():
     assert not torch.equal(x1, x3)
     s = load_splits("synthetic", synthetic_train=200, synthetic_test=200)
     assert not set(_rows(s.test_x)) & set(_rows(torch.cat([s.train_x, s.val_x])))
-    # Sizes are free; chunked generation gives the same images as one piece would.
-    big, _ = make_synthetic(5000, seed=1)
-    assert torch.equal(big[:64], make_synthetic(5000, seed=1)[0][:64])
     assert torch.bincount(make_synthetic(1003, num_classes=10)[1]).tolist() == [101] * 3 + [100] * 7
 
 
