@@ -1,0 +1,290 @@
+"""Loading runs: tidy CSVs, `result.json` files of `cffaudit train`, and run stores.
+
+Everything becomes one DataFrame with one row per run, the shape the statistics take.
+`load_runs` is the single entry point, so that the run store of the sweep code can be
+plugged in at one place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import pandas as pd
+
+PathLike = Union[str, Path]
+
+#: Columns every loaded frame has, whatever the input format.
+RUN_COLUMNS = (
+    "dataset",
+    "experiment",
+    "margin_schedule",
+    "margin",
+    "stability",
+    "augmentation",
+    "seed",
+    "test_acc",
+    "status",
+    "run_id",
+    "source",
+)
+
+#: Columns that, with the compared factors and the seed, define which runs are replicates.
+DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation")
+
+# Config keys that never make two runs different experiments: the seed is the replicate
+# index, the device and worker counts change speed only, and the factor columns are
+# represented explicitly.
+_IGNORED_CONFIG_KEYS = {
+    "seed",
+    "device",
+    "loss.margin",
+    "loss.stability",
+    "loss.margin_schedule",
+    "loss.m0",
+    "loss.mL",
+    "loss.margins",
+    "data.dataset",
+    "data.augment",
+}
+_IGNORED_CONFIG_WORDS = ("dir", "root", "path", "workers", "log", "device", "out", "checkpoint", "resume", "compile")
+
+
+class RunLoadError(ValueError):
+    """An input could not be read as runs (bad file, unknown format, missing columns)."""
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def _design_config(config: dict) -> dict[str, Any]:
+    """Dotted config keys that can make runs different experiments (see _IGNORED_*)."""
+    flat: dict[str, Any] = {}
+    _flatten("", config, flat)
+    keep = {}
+    for key, value in flat.items():
+        if key in _IGNORED_CONFIG_KEYS:
+            continue
+        if any(word in part.lower() for part in key.split(".") for word in _IGNORED_CONFIG_WORDS):
+            continue
+        keep[key] = json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+    return keep
+
+
+def _final_layer_records(history: Sequence[dict]) -> list[dict]:
+    stage1 = [h for h in history or [] if h.get("stage") == 1 and isinstance(h.get("layers"), list)]
+    if not stage1:
+        return []
+    last = max(stage1, key=lambda h: h.get("epoch", -1))
+    return list(last["layers"])
+
+
+def flatten_result(result: dict, source: PathLike = "") -> dict:
+    """One row of the runs frame from a parsed `result.json`.
+
+    CAR stays a fraction in [0, 1] as written by training (`car_l<k>`); the final stage-1
+    epoch's per-layer CAR and gradient norm become `car_l<k>` and `grad_norm_l<k>`.
+
+    Args:
+        result: The parsed JSON document.
+        source: Where it was read from, kept in the `source` column.
+
+    Raises:
+        RunLoadError: If the document is not a result (no `status` or `config`).
+    """
+    if not isinstance(result, dict) or "status" not in result or not isinstance(result.get("config"), dict):
+        raise RunLoadError(f"{source}: not a cffaudit result.json (needs 'status' and 'config')")
+    cfg = result["config"]
+    data = cfg.get("data") or {}
+    loss = cfg.get("loss") or {}
+    acc = result.get("test_acc")
+    row: dict[str, Any] = {
+        "dataset": data.get("dataset"),
+        "experiment": result.get("experiment"),
+        "margin_schedule": loss.get("margin_schedule"),
+        "margin": loss.get("margin"),
+        "stability": loss.get("stability"),
+        "augmentation": data.get("augment"),
+        "seed": cfg.get("seed"),
+        "test_acc": float(acc) if isinstance(acc, (int, float)) else math.nan,
+        "status": result.get("status"),
+        "run_id": result.get("run_id"),
+        "source": str(source),
+        "error": result.get("error"),
+        "best_val_acc": result.get("best_val_acc"),
+    }
+    for rec in _final_layer_records(result.get("history") or []):
+        k = rec.get("layer")
+        if k is None:
+            continue
+        for name in ("car", "grad_norm"):
+            if rec.get(name) is not None:
+                row[f"{name}_l{int(k)}"] = float(rec[name])
+    for key, value in _design_config(cfg).items():
+        row[f"cfg.{key}"] = value
+    return row
+
+
+def history_records(result: dict) -> list[dict]:
+    """Per-epoch, per-layer stage-1 records of one result (long format) for over-epoch plots."""
+    cfg = result.get("config") or {}
+    loss = cfg.get("loss") or {}
+    base = {
+        "run_id": result.get("run_id"),
+        "dataset": (cfg.get("data") or {}).get("dataset"),
+        "margin": loss.get("margin"),
+        "stability": loss.get("stability"),
+        "margin_schedule": loss.get("margin_schedule"),
+        "seed": cfg.get("seed"),
+        "status": result.get("status"),
+    }
+    out = []
+    for h in result.get("history") or []:
+        if h.get("stage") != 1:
+            continue
+        for rec in h.get("layers") or []:
+            out.append({**base, "epoch": h.get("epoch"), **{k: rec.get(k) for k in ("layer", "loss", "car", "grad_norm")}})
+    return out
+
+
+def _result_files(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield from sorted(path.rglob("result.json"))
+    else:
+        yield path
+
+
+def _store_files(store: Path) -> Iterator[Path]:
+    """Result files of a run store. For now a store is `runs/<run_id>/result.json`."""
+    if not store.is_dir():
+        raise RunLoadError(f"--store {store}: not a directory")
+    runs = store / "runs"
+    yield from sorted((runs if runs.is_dir() else store).rglob("result.json"))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunLoadError(f"{path}: cannot read JSON ({exc})") from None
+
+
+def read_tidy_csv(path: PathLike) -> pd.DataFrame:
+    """Read a tidy CSV with one row per run (the paper-data format).
+
+    Required columns: dataset, margin, seed, test_acc. Missing optional design columns
+    are added empty; `status` defaults to 'done'. An empty stability means the factor
+    does not apply to that run.
+
+    Raises:
+        RunLoadError: If the file cannot be read or lacks a required column.
+    """
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RunLoadError(f"{path}: cannot read CSV ({exc})") from None
+    missing = [c for c in ("dataset", "margin", "seed", "test_acc") if c not in frame.columns]
+    if missing:
+        raise RunLoadError(f"{path}: CSV lacks column(s) {missing}")
+    if "status" not in frame.columns:
+        frame["status"] = "done"
+    if "run_id" not in frame.columns:
+        frame["run_id"] = [f"{Path(path).name}:{i + 2}" for i in range(len(frame))]  # CSV line number
+    frame["source"] = str(path)
+    return frame
+
+
+def _iter_inputs(paths: Iterable[PathLike], store: Optional[PathLike]) -> Iterator[tuple[Path, str]]:
+    seen: set[Path] = set()
+    for path, kind in _iter_inputs_raw(paths, store):
+        key = path.resolve()
+        if key in seen:  # a directory and a file inside it, or a store and its folder
+            continue
+        seen.add(key)
+        yield path, kind
+
+
+def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> Iterator[tuple[Path, str]]:
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise RunLoadError(f"{path}: no such file or directory")
+        if path.is_file() and path.suffix.lower() == ".csv":
+            yield path, "csv"
+            continue
+        found = False
+        for f in _result_files(path):
+            found = True
+            yield f, "json"
+        if not found:
+            raise RunLoadError(f"{path}: no result.json found under this directory")
+    if store is not None:
+        for f in _store_files(Path(store)):
+            yield f, "json"
+
+
+def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
+    """Load runs from tidy CSVs, result.json files or directories, and a run store.
+
+    Failed and unfinished runs are kept (with their `status`) so that callers can report
+    how many were excluded; statistics use rows with status 'done' only.
+
+    Args:
+        paths: CSV files, `result.json` files, or directories searched recursively for
+            `result.json`.
+        store: A run store directory (`runs/<run_id>/result.json`), or None.
+
+    Returns:
+        One row per run with at least `RUN_COLUMNS`; JSON runs add `car_l<k>`,
+        `grad_norm_l<k>` and `cfg.<key>` columns.
+
+    Raises:
+        RunLoadError: If a path does not exist, a file cannot be parsed, or nothing was found.
+    """
+    frames = []
+    rows = []
+    for path, kind in _iter_inputs(paths, store):
+        if kind == "csv":
+            frames.append(read_tidy_csv(path))
+        else:
+            rows.append(flatten_result(_read_json(path), path))
+    if rows:
+        frames.append(pd.DataFrame(rows))
+    if not frames:
+        raise RunLoadError("no runs: give CSV files, result.json files or directories, or --store")
+    frame = pd.concat(frames, ignore_index=True, sort=False)
+    for col in RUN_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    return frame
+
+
+def load_run_histories(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
+    """Per-epoch, per-layer stage-1 diagnostics of every JSON run (CSV inputs have none).
+
+    Returns:
+        Columns run_id, dataset, margin, stability, margin_schedule, seed, status, epoch,
+        layer, loss, car (fraction), grad_norm; empty when no history is available.
+    """
+    records: list[dict] = []
+    for path, kind in _iter_inputs(paths, store):
+        if kind == "json":
+            records.extend(history_records(_read_json(path)))
+    return pd.DataFrame(records)
+
+
+def design_config_columns(frame: pd.DataFrame) -> list[str]:
+    """The `cfg.*` columns whose value differs between finished runs (they split designs)."""
+    done = frame[frame["status"] == "done"] if "status" in frame.columns else frame
+    cols = []
+    for c in frame.columns:
+        if c.startswith("cfg.") and done[c].astype(str).nunique(dropna=False) > 1:
+            cols.append(c)
+    return cols
