@@ -78,12 +78,20 @@ class Stage2Config:
 
 
 @dataclass(frozen=True)
+class PerfConfig:
+    # "auto": bf16 autocast (loss in float32) and torch.compile on CUDA; float32, eager on CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -1,0 +1,96 @@
+"""Diagnostics gathered on the device during an epoch and read once at its end.
+
+Nothing here calls `.item()` inside a step: sums stay on the device as (L, S) tensors
+(layers x seeds), and `EpochStats.records()` moves them to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+
+
+def block_grad_norms(layer_params: Sequence[Iterable[torch.nn.Parameter]], ensemble: int) -> torch.Tensor:
+    """L2 norm of each layer's full gradient vector, per seed: (L, S).
+
+    Parameters carry the seed dimension first, so the norm of seed k is taken over
+    the k-th slice of every parameter of the layer (the paper's Eq. 12, per seed).
+    """
+    norms = []
+    for params in layer_params:
+        sq = None
+        for p in params:
+            if p.grad is None:
+                continue
+            g = p.grad.detach().reshape(ensemble, -1).float()
+            term = (g * g).sum(dim=1)
+            sq = term if sq is None else sq + term
+        if sq is None:
+            raise RuntimeError("block_grad_norms: a layer has no gradients; call it after backward()")
+        norms.append(sq.sqrt())
+    return torch.stack(norms)
+
+
+class EpochStats:
+    """Running sums of per-layer loss, CAR, positive pairs and gradient norms.
+
+    CAR is pooled over the epoch as saturated pairs / positive pairs, so batches with
+    more positive pairs weigh more, as in the paper's per-layer rates.
+    """
+
+    def __init__(self, layers: int, ensemble: int, device: torch.device) -> None:
+        z = lambda: torch.zeros(layers, ensemble, dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.saturated, self.pos_pairs = z(), z(), z()
+        self.grad_sum, self.grad_last = z(), z()
+        self.anchors_without_pos = z()
+        self.steps = 0
+
+    def add(
+        self,
+        loss: torch.Tensor,
+        car: torch.Tensor,
+        pos_pairs: torch.Tensor,
+        anchors_without_pos: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> None:
+        """Add one step; every argument is (L, S) on the device."""
+        pos = pos_pairs.double()
+        self.loss_sum += loss.detach().double()
+        self.saturated += torch.nan_to_num(car.double()) * pos
+        self.pos_pairs += pos
+        self.anchors_without_pos += anchors_without_pos.double()
+        if grad_norms is not None:
+            self.grad_sum += grad_norms.double()
+            self.grad_last.copy_(grad_norms.double())
+        self.steps += 1
+
+    def records(self, val_loss: torch.Tensor | None = None) -> list[list[dict]]:
+        """Per seed, a list of per-layer dicts (one host transfer for everything)."""
+        n = max(self.steps, 1)
+        parts = [self.loss_sum / n, self.saturated, self.pos_pairs, self.grad_sum / n, self.grad_last,
+                 self.anchors_without_pos]
+        if val_loss is not None:
+            parts.append(val_loss.double())
+        host = torch.stack(parts).cpu().tolist()  # (K, L, S)
+        layers, ensemble = self.loss_sum.shape
+        out: list[list[dict]] = []
+        for k in range(ensemble):
+            recs = []
+            for l in range(layers):
+                pos = host[2][l][k]
+                rec = {
+                    "layer": l,
+                    "loss": host[0][l][k],
+                    "car": host[1][l][k] / pos if pos > 0 else math.nan,
+                    "pos_pairs": int(pos),
+                    "grad_norm": host[3][l][k],
+                    "grad_norm_last": host[4][l][k],
+                    "anchors_without_positives": int(host[5][l][k]),
+                }
+                if val_loss is not None:
+                    rec["val_loss"] = host[6][l][k]
+                recs.append(rec)
+            out.append(recs)
+        return out

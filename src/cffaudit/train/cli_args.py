@@ -1,0 +1,148 @@
+"""`cffaudit train`: flags -> RunConfig -> `train_seeds`. Parsing only; no training logic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cffaudit import config as C
+
+# flag -> dotted config path (every flag maps to exactly one config field)
+_FLAGS: dict[str, tuple[str, Any, str]] = {
+    "--dataset": ("data.dataset", str, f"one of {', '.join(C.DATASETS)}"),
+    "--data-dir": ("data.data_dir", str, "folder holding the dataset files (default: per-dataset cache)"),
+    "--augment": ("data.augment", str, f"augmentation preset: {', '.join(C.AUGMENT_PRESETS)}"),
+    "--limit-train": ("data.limit_train", int, "use the first N training images after the split"),
+    "--synthetic-train": ("data.synthetic_train", int, "synthetic dataset: training+validation images"),
+    "--synthetic-test": ("data.synthetic_test", int, "synthetic dataset: test images"),
+    "--margin": ("loss.margin", str, "clamp | subtract | none"),
+    "--stability": ("loss.stability", str, "detach | direct"),
+    "--margin-schedule": ("loss.margin_schedule", str, "standard (0.4->0.1) | low (0.2->0.1)"),
+    "--m0": ("loss.m0", float, "margin of layer 0 (overrides the schedule)"),
+    "--mL": ("loss.mL", float, "margin of the last layer (overrides the schedule)"),
+    "--temperature": ("loss.temperature", float, "softmax temperature (0.15)"),
+    "--embed-dim": ("model.embed_dim", int, "embedding width E (128)"),
+    "--depth": ("model.depth", int, "number of blocks (8)"),
+    "--heads": ("model.heads", int, "attention heads (4)"),
+    "--patch-size": ("model.patch_size", int, "patch side in pixels (4)"),
+    "--epochs-stage1": ("stage1.epochs", int, "stage-1 epochs (600)"),
+    "--batch-size": ("stage1.batch_size", int, "stage-1 images per batch (512; two views each)"),
+    "--lr1": ("stage1.lr", float, "stage-1 AdamW learning rate (0.004)"),
+    "--step-order": ("stage1.step_order", str, "auto | per_block | fused (same updates; speed only)"),
+    "--epochs-stage2": ("stage2.epochs", int, "linear-probe epochs (50)"),
+    "--lr2": ("stage2.lr", float, "probe AdamW learning rate (0.0005)"),
+    "--probe-augment": ("stage2.probe_augment", str, "view (one augmented view per image, as the original) | none (cached features, faster)"),
+    "--precision": ("perf.precision", str, "auto | fp32 | bf16"),
+    "--compile": ("perf.compile", str, "auto | on | off"),
+    "--device": ("device", str, "auto | cpu | cuda"),
+}
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    for flag, (path, tp, help_) in _FLAGS.items():
+        p.add_argument(flag, dest=path.replace(".", "__"), type=tp, default=None, help=help_)
+    p.add_argument("--download", action="store_true", help="fetch the dataset (checksum-verified) if missing")
+    p.add_argument("--seed", type=int, default=None, help="run seed (0): init, split, order, augmentation, probe")
+    p.add_argument("--seeds", default=None,
+                   help="train several independent seeds together, e.g. 1-8 or 1,3,5; one result per seed")
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML or JSON file with a nested config (flags override it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field by dotted path, e.g. --set stage2.weight_decay=0.05")
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1-8' or '1,3,5' or '1-3,7' -> sorted unique seeds."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"--seeds: cannot read {text!r}; write e.g. 1-8 or 1,3,5") from None
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"--seeds: need one or more non-negative seeds, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: {text!r} repeats a seed")
+    return seeds
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def config_from_args(args: argparse.Namespace) -> C.RunConfig:
+    """Base (file or defaults) <- --set overrides <- explicit flags; strict throughout."""
+    base: dict[str, Any] = C.RunConfig().to_dict()
+    if args.config is not None:
+        if not args.config.exists():
+            raise ValueError(f"--config: {args.config} does not exist")
+        import yaml
+
+        loaded = yaml.safe_load(args.config.read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config: {args.config} must hold a mapping of config sections")
+        base = C.RunConfig.from_dict(loaded).to_dict()
+    updates: dict[str, Any] = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        updates[key.strip()] = _parse_value(value)
+    for flag, (path, _, _) in _FLAGS.items():
+        value = getattr(args, path.replace(".", "__"))
+        if value is not None:
+            updates[path] = value
+    if args.download:
+        updates["data.download"] = True
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    cfg = C.RunConfig.from_dict(base)
+    return cfg.override(updates) if updates else cfg
+
+
+def run_train_command(args: argparse.Namespace) -> int:
+    from cffaudit.cli import CLIError
+
+    try:
+        cfg = config_from_args(args)
+        seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
+        if args.seeds and args.seed is not None:
+            raise ValueError("--seed and --seeds: give one or the other")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+    from cffaudit.train.run import CHECKPOINT_NAME, train_seeds
+
+    if len(seeds) == 1:
+        out_dirs = [args.out]
+        ckpt = args.out / CHECKPOINT_NAME
+    else:
+        out_dirs = [args.out / f"seed-{s}" for s in seeds]
+        ckpt = args.out / f"checkpoint-seeds-{'_'.join(map(str, seeds))}.pt"
+    if args.resume and not ckpt.exists():
+        print(f"cffaudit train: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
+    results = train_seeds(cfg, seeds, out_dirs, checkpoint=ckpt, resume=args.resume,
+                          progress=not args.no_progress)
+    failed = 0
+    for seed, d, res in zip(seeds, out_dirs, results):
+        if res["status"] == "done":
+            print(f"seed {seed}: test accuracy {res['test_acc']:.2f}% (best validation "
+                  f"{res['best_val_acc']:.2f}% at probe epoch {res['best_epoch']}) -> {d / 'result.json'}")
+        else:
+            failed += 1
+            print(f"seed {seed}: FAILED: {res['error']} -> {d / 'result.json'}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,144 @@
+"""Stage 1: every block trained by its own supervised contrastive loss.
+
+The original CFF code runs, per batch and per block in turn: forward on the detached
+input, loss, zero_grad, backward, step of that block's AdamW. Because each block's
+input is detached (so a loss reaches only its own block) and AdamW is element-wise,
+the same updates come from either order offered here:
+
+* ``per_block``: backward each layer's loss as soon as it is computed, which frees
+  that block's activations early (fastest on a CPU, where memory traffic dominates);
+* ``fused``: one backward of the summed losses (fewer, larger launches on a GPU, and
+  a single graph for `torch.compile`).
+
+Both end in one optimiser step over all parameters; `tests/train` proves equality with
+a literal per-block loop with one optimiser per block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from cffaudit.diagnostics import EpochStats, block_grad_norms
+from cffaudit.loss import MarginVariant, supcon_loss
+from cffaudit.model import CFFViT, layer_representation
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What every layer's loss needs besides the representations."""
+
+    margins: tuple[float, ...]
+    variant: MarginVariant
+    stability: str
+    temperature: float
+
+
+def layer_losses(
+    model: CFFViT, views: torch.Tensor, labels: torch.Tensor, spec: LossSpec, *,
+    backward_each: bool = False, autocast: contextlib.AbstractContextManager | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward through every layer on detached inputs and evaluate each layer's loss.
+
+    Args:
+        views: (S, N, C, H, W) images, both views of the batch stacked along N.
+        labels: (S, N) classes.
+        backward_each: backward each layer's loss right away (the per-block order).
+
+    Returns:
+        total (sum over layers and seeds; detached if `backward_each`), and per-layer
+        (L, S) tensors of loss, CAR, positive pairs and anchors without positives.
+    """
+    autocast = autocast or contextlib.nullcontext()
+    losses, cars, pos, anon = [], [], [], []
+    total = views.new_zeros((), dtype=torch.float32)
+    with autocast:
+        h = model.embed(views)
+    for l, block in enumerate(model.blocks):
+        with autocast:
+            h = block(h)  # (S, N, T, E)
+            z = layer_representation(h)  # (S, N, E)
+        out = supcon_loss(z, labels, margin=spec.margins[l], variant=spec.variant,
+                          stability=spec.stability, temperature=spec.temperature)
+        layer_total = out.loss.sum()  # seeds are independent: d(sum)/d(seed k) = d(loss_k)
+        if backward_each:
+            layer_total.backward()
+            total = total + layer_total.detach()
+        else:
+            total = total + layer_total
+        h = h.detach()  # no gradient crosses layers
+        losses.append(out.loss.detach())
+        cars.append(out.car)
+        pos.append(out.pos_pairs)
+        anon.append(out.anchors_without_positives)
+    return total, torch.stack(losses), torch.stack(cars), torch.stack(pos), torch.stack(anon)
+
+
+class Stage1Step:
+    """One optimisation step of stage 1, in the chosen order, with diagnostics.
+
+    Args:
+        model: the ensemble ViT.
+        optimizer: one optimiser over all parameters (element-wise, so it equals
+            one optimiser per block).
+        spec: the loss of every layer.
+        order: "per_block" or "fused".
+        autocast: context for the forward (bf16 on GPU), or None.
+        compile: compile the fused forward with `torch.compile`.
+    """
+
+    def __init__(self, model: CFFViT, optimizer: torch.optim.Optimizer, spec: LossSpec, *,
+                 order: str = "per_block", autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 compile: bool = False) -> None:
+        if order not in ("per_block", "fused"):
+            raise ValueError(f"order: {order!r} is not one of ['per_block', 'fused']")
+        self.model, self.optimizer, self.spec, self.order = model, optimizer, spec, order
+        self.autocast = autocast
+        self.layer_params = [model.layer_parameters(l) for l in range(model.depth)]
+        forward = self._forward
+        if compile:
+            forward = torch.compile(forward, dynamic=False)
+        self.forward = forward
+
+    def _forward(self, views: torch.Tensor, labels: torch.Tensor):
+        return layer_losses(self.model, views, labels, self.spec, backward_each=False,
+                            autocast=self.autocast() if self.autocast else None)
+
+    def __call__(self, views: torch.Tensor, labels: torch.Tensor, stats: EpochStats | None = None) -> torch.Tensor:
+        """Run one step; returns the summed loss (a device tensor, not synchronised)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.order == "per_block":
+            total, loss, car, pos, anon = layer_losses(
+                self.model, views, labels, self.spec, backward_each=True,
+                autocast=self.autocast() if self.autocast else None)
+        else:
+            total, loss, car, pos, anon = self.forward(views, labels)
+            total.backward()
+        grad_norms = block_grad_norms(self.layer_params, self.model.ensemble)
+        self.optimizer.step()
+        if stats is not None:
+            stats.add(loss, car, pos, anon, grad_norms)
+        return total.detach()
+
+
+@torch.no_grad()
+def validation_losses(model: CFFViT, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], spec: LossSpec,
+                      autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    """Mean per-layer loss over validation batches, (L, S), on the device."""
+    acc = None
+    for views, labels in batches:
+        _, loss, *_ = layer_losses(model, views, labels, spec, autocast=autocast() if autocast else None)
+        acc = loss.double() if acc is None else acc + loss.double()
+    if acc is None:
+        raise ValueError("validation_losses: no validation batches")
+    return acc / len(batches)
+
+
+def make_optimizer(params, *, lr: float, betas: tuple[float, float], weight_decay: float,
+                   device: torch.device) -> torch.optim.AdamW:
+    """AdamW as in the protocol; the fused CUDA kernel on GPU (same math, one launch)."""
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **kwargs)

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from cffaudit.cli import main
+from cffaudit.train.cli_args import parse_seeds
+
+TINY_FLAGS = ["--dataset", "synthetic", "--synthetic-train", "400", "--synthetic-test", "200",
+              "--embed-dim", "16", "--depth", "2", "--heads", "2", "--patch-size", "8",
+              "--epochs-stage1", "1", "--epochs-stage2", "2", "--batch-size", "100", "--device", "cpu",
+              "--no-progress"]
+
+
+def test_train_command_writes_result(tmp_path, capsys):
+    rc = main(["train", *TINY_FLAGS, "--margin", "subtract", "--stability", "direct", "--seed", "4",
+               "--set", "stage2.lr=0.01", "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["config"]["loss"]["margin"] == "subtract"
+    assert res["config"]["loss"]["stability"] == "direct"
+    assert res["config"]["stage2"]["lr"] == 0.01 and res["config"]["seed"] == 4
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_train_several_seeds_writes_one_folder_each(tmp_path):
+    rc = main(["train", *TINY_FLAGS, "--seeds", "2-3", "--out", str(tmp_path)])
+    assert rc == 0
+    for s in (2, 3):
+        assert json.loads((tmp_path / f"seed-{s}" / "result.json").read_text())["config"]["seed"] == s
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--margin", "hinge"], "loss.margin: 'hinge' is not one of"),
+        (["--embed-dim", "30", "--heads", "4"], "must be divisible by model.heads"),
+        (["--set", "stage9.lr=1"], "unknown config key"),
+        (["--set", "stage1.lr"], "expected KEY=VALUE"),
+        (["--set", "stage2.weight_decay=lots"], "stage2.weight_decay: expected a number"),
+        (["--seeds", "5-2"], "--seeds: cannot read"),
+        (["--margin-schedule", "steep"], "loss.margin_schedule"),
+    ],
+)
+def test_bad_input_is_a_clear_one_line_error(tmp_path, capsys, flags, message):
+    rc = main(["train", *TINY_FLAGS, *flags, "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("cffaudit train: error:")
+    assert not (tmp_path / "result.json").exists()
+
+
+def test_unknown_flag_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--marginn", "clamp"])
+    assert exc.value.code == 2
+
+
+def test_missing_dataset_fails_with_instructions(tmp_path, capsys):
+    rc = main(["train", *TINY_FLAGS, "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "--download" in err
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["status"] == "failed"
+
+
+def test_parse_seeds():
+    assert parse_seeds("1-3,7") == [1, 2, 3, 7]
+    with pytest.raises(ValueError, match="repeats"):
+        parse_seeds("1,1")

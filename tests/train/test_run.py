@@ -1,0 +1,110 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cffaudit.train.run import train_run, train_seeds
+
+
+def metrics(res):
+    """Everything of a result that training determines (timings excluded)."""
+    hist = [{k: v for k, v in rec.items() if k != "time_s"} for rec in res["history"]]
+    return res["test_acc"], res["best_val_acc"], res["best_epoch"], hist
+
+
+def test_end_to_end_beats_chance_and_writes_complete_result(tmp_path, tiny_config):
+    cfg = tiny_config.override({"stage1.epochs": 4, "stage2.epochs": 10, "data.synthetic_train": 1000})
+    res = train_run(cfg, tmp_path)
+    assert res["status"] == "done", res["error"]
+    assert res["test_acc"] > 30.0  # 10 classes: chance is 10%
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk == res
+    for key in ("status", "error", "config", "test_acc", "best_val_acc", "history", "timing", "env", "seeds"):
+        assert key in res
+    c = res["config"]
+    assert c["data"]["dataset"] == "synthetic" and c["loss"]["margin"] == "clamp"
+    assert c["loss"]["stability"] == "detach" and c["seed"] == 0
+    assert c["loss"]["margins"] == pytest.approx([0.4, 0.1])
+    assert res["env"]["torch"] and res["env"]["package"] == "cffaudit"
+    s1 = [r for r in res["history"] if r["stage"] == 1]
+    s2 = [r for r in res["history"] if r["stage"] == 2]
+    assert [r["epoch"] for r in s1] == [0, 1, 2, 3] and len(s2) == 10
+    for rec in s1:
+        assert [l["layer"] for l in rec["layers"]] == [0, 1]
+        for layer in rec["layers"]:
+            assert 0.0 <= layer["car"] <= 1.0
+            assert layer["grad_norm"] > 0 and layer["grad_norm_last"] > 0
+            assert layer["pos_pairs"] > 0 and math.isfinite(layer["val_loss"])
+    # Stage 1 learns: the last layer's loss falls.
+    assert s1[-1]["layers"][-1]["loss"] < s1[0]["layers"][-1]["loss"]
+
+
+def test_same_seed_twice_is_identical_and_other_seed_differs(tmp_path, tiny_config):
+    a = train_run(tiny_config, tmp_path / "a")
+    b = train_run(tiny_config, tmp_path / "b")
+    c = train_run(tiny_config.override({"seed": 1}), tmp_path / "c")
+    assert metrics(a) == metrics(b)
+    assert metrics(a)[3] != metrics(c)[3]
+
+
+def test_ensemble_writes_one_result_per_seed_matching_solo(tmp_path, tiny_config):
+    results = train_seeds(tiny_config, [1, 2], [tmp_path / "s1", tmp_path / "s2"])
+    solo = train_run(tiny_config.override({"seed": 2}), tmp_path / "solo2")
+    assert [r["config"]["seed"] for r in results] == [1, 2]
+    assert json.loads((tmp_path / "s2" / "result.json").read_text())["config"]["seed"] == 2
+    ens_hist, solo_hist = metrics(results[1])[3], metrics(solo)[3]
+    for e, s in zip(ens_hist, solo_hist):
+        if e["stage"] == 1:
+            for le, ls in zip(e["layers"], s["layers"]):
+                assert le["loss"] == pytest.approx(ls["loss"], rel=1e-4, abs=1e-4)
+                assert le["pos_pairs"] == ls["pos_pairs"]  # same data order and labels
+    assert results[1]["test_acc"] == pytest.approx(solo["test_acc"], abs=2.0)
+
+
+def test_nan_loss_fails_with_layer_and_epoch(tmp_path, tiny_config):
+    res = train_run(tiny_config.override({"stage1.lr": 1e30}), tmp_path)
+    assert res["status"] == "failed"
+    assert "non-finite loss" in res["error"] and "layer" in res["error"] and "epoch 0" in res["error"]
+    assert res["test_acc"] is None and res["best_val_acc"] is None
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+
+
+def test_data_error_is_recorded_not_raised(tmp_path, tiny_config):
+    cfg = tiny_config.override({"data.dataset": "cifar10", "data.data_dir": str(tmp_path / "nothing")})
+    res = train_run(cfg, tmp_path / "out")
+    assert res["status"] == "failed" and "DatasetError" in res["error"] and res["traceback"]
+
+
+def _cli(tmp_out, *extra):
+    return [sys.executable, "-m", "cffaudit.cli", "train", "--dataset", "synthetic",
+            "--synthetic-train", "3000", "--synthetic-test", "200", "--embed-dim", "16", "--depth", "2",
+            "--heads", "2", "--patch-size", "8", "--epochs-stage1", "8", "--epochs-stage2", "3",
+            "--batch-size", "100", "--device", "cpu", "--no-progress", "--out", str(tmp_out), *extra]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = subprocess.run(_cli(tmp_path / "full"), env=env, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(_cli(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "result.json").exists()
+    resumed = subprocess.run(_cli(tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full" / "result.json").read_text())
+    b = json.loads((tmp_path / "killed" / "result.json").read_text())
+    assert metrics(a) == metrics(b)

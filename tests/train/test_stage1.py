@@ -1,0 +1,101 @@
+
+import pytest
+import torch
+
+from cffaudit.loss import get_margin_variant, supcon_loss
+from cffaudit.model import CFFViT, layer_representation
+from cffaudit.train.seeds import generator
+from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer
+
+MARGINS = (0.4, 0.3, 0.2)
+
+
+def tiny_model(ensemble=1, seeds=(0,)):
+    torch.manual_seed(0)
+    m = CFFViT(ensemble=ensemble, embed_dim=16, depth=3, heads=2, patch_size=8, image_size=16)
+    m.init_weights([generator(s) for s in seeds])
+    return m
+
+
+def batch(step, ensemble=1, n=12, classes=3):
+    g = torch.Generator().manual_seed(100 + step)
+    x = torch.randn(ensemble, n, 3, 16, 16, generator=g)
+    y = torch.randint(0, classes, (ensemble, n), generator=g)
+    return x, y
+
+
+def original_structure_steps(model, steps, margin="clamp", stability="detach"):
+    """The original code's structure, literally: per block, forward on the detached
+    input, loss, zero_grad, backward, step of that block's own AdamW, loss.item()."""
+    opts = [torch.optim.AdamW(model.layer_parameters(l), lr=0.004, weight_decay=0.01, foreach=False)
+            for l in range(model.depth)]
+    for step in range(steps):
+        x, y = batch(step)
+        h = model.embed(x)
+        for l, block in enumerate(model.blocks):
+            inp = h if l == 0 else h.detach()
+            h = block(inp)
+            loss = supcon_loss(layer_representation(h), y, margin=MARGINS[l], variant=margin,
+                               stability=stability).loss.sum()
+            opts[l].zero_grad()
+            loss.backward()
+            opts[l].step()
+            loss.item()
+    return model
+
+
+@pytest.mark.parametrize("order", ["per_block", "fused"])
+@pytest.mark.parametrize("margin", ["clamp", "subtract"])
+def test_step_equals_original_per_block_loop(order, margin):
+    ref = original_structure_steps(tiny_model(), steps=4, margin=margin)
+    model = tiny_model()
+    opt = make_optimizer(model.parameters(), lr=0.004, betas=(0.9, 0.999), weight_decay=0.01,
+                         device=torch.device("cpu"))
+    step = Stage1Step(model, opt, LossSpec(MARGINS, get_margin_variant(margin), "detach", 0.15), order=order)
+    for s in range(4):
+        x, y = batch(s)
+        step(x, y)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), name
+
+
+def test_block_gradient_is_local():
+    """A block's gradient does not change when other blocks' losses change."""
+    x, y = batch(0)
+    grads = []
+    for later_margin in (0.4, 0.0):
+        model = tiny_model()
+        spec = LossSpec((0.4, later_margin, later_margin), get_margin_variant("clamp"), "detach", 0.15)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        Stage1Step(model, opt, spec, order="fused")(x, y)
+        grads.append([p.grad.clone() for p in model.layer_parameters(0)])
+        later = [p.grad.clone() for p in model.layer_parameters(2)]
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+    # ...while the later blocks' gradients do change with their own margins.
+    model = tiny_model()
+    Stage1Step(model, torch.optim.SGD(model.parameters(), lr=0.0),
+               LossSpec((0.4, 0.4, 0.4), get_margin_variant("clamp"), "detach", 0.15), order="fused")(x, y)
+    assert not all(torch.equal(a, p.grad) for a, p in zip(later, model.layer_parameters(2)))
+
+
+def test_ensemble_seed_matches_solo_run():
+    """Seed k of an ensemble starts from solo seed k's weights and tracks it step by step."""
+    seeds = (3, 5)
+    ens = tiny_model(ensemble=2, seeds=seeds)
+    solos = [tiny_model(seeds=(s,)) for s in seeds]
+    for k, solo in enumerate(solos):
+        for p, q in zip(ens.parameters(), solo.parameters()):
+            assert torch.equal(p[k], q[0])
+    spec = LossSpec(MARGINS, get_margin_variant("clamp"), "detach", 0.15)
+    mk = lambda m: Stage1Step(m, make_optimizer(m.parameters(), lr=0.004, betas=(0.9, 0.999),  # noqa: E731
+                                                weight_decay=0.01, device=torch.device("cpu")), spec)
+    ens_step, solo_steps = mk(ens), [mk(m) for m in solos]
+    for s in range(3):
+        x, y = batch(s, ensemble=2)
+        ens_step(x, y)
+        for k in range(2):
+            solo_steps[k](x[k:k + 1], y[k:k + 1])
+    for k, solo in enumerate(solos):
+        for p, q in zip(ens.parameters(), solo.parameters()):
+            assert torch.allclose(p[k], q[0], atol=1e-6)
