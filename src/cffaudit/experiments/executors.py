@@ -1,0 +1,253 @@
+"""Executors: where jobs run. A job is a picklable callable; backends only execute.
+
+Every backend implements one method, :meth:`Executor.execute`, which takes an
+iterable of :class:`Job` and yields a :class:`JobDone` for each as it finishes, in
+any order. A job's own failure is its return value's business (the sweep's job
+function catches training errors and returns them as failed outcomes); ``JobDone.error``
+is for the job not completing at all (a worker process that died, a Ray task that
+ran out of retries). A job may cover several runs (``run_ids``), so a later backend
+can train a group of seeds in one process without changing this interface.
+
+Backends:
+
+* :class:`LocalExecutor` — in this process one job after another, or, with
+  ``workers > 1``, a pool of spawned worker processes, each pinned to one GPU when
+  ``gpus`` are given.
+* :class:`RayExecutor` — one Ray task per job through Ray's task API (``ray.remote``,
+  ``ray.wait``), one GPU per task when the cluster has GPUs, ``max_retries`` on
+  worker failure. Ray is imported only here, only when used.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import traceback as tb
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot start (missing backend, unreachable cluster)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work: ``fn(*args)``, covering the runs ``run_ids``."""
+
+    key: str
+    fn: Callable[..., Any]
+    args: tuple = ()
+    run_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class JobDone:
+    """A finished job: its return value, or why it did not complete."""
+
+    job: Job
+    value: Any = None
+    error: Optional[str] = None
+    traceback: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Executor(abc.ABC):
+    """Runs jobs; see the module docstring."""
+
+    name: str = "executor"
+
+    @abc.abstractmethod
+    def execute(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
+        """Run `jobs` (consumed lazily, as capacity frees up) and yield each when done."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+# -- local ------------------------------------------------------------------------------
+
+
+class LocalExecutor(Executor):
+    """Jobs on this machine.
+
+    Args:
+        workers: 1 runs jobs in this process, one after another (no pickling, errors
+            surface directly); more starts that many spawned worker processes.
+        gpus: GPU indices to pin workers to (one worker per GPU, via
+            CUDA_VISIBLE_DEVICES); ``workers`` defaults to ``len(gpus)``.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: Optional[int] = None, gpus: Optional[Sequence[int]] = None):
+        self.gpus = list(gpus) if gpus else []
+        self.workers = workers if workers is not None else max(1, len(self.gpus))
+        if self.workers < 1:
+            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+        if self.gpus and self.workers > len(self.gpus):
+            raise ValueError(f"workers: {self.workers} workers but only {len(self.gpus)} GPUs to pin them to")
+
+    def describe(self) -> str:
+        if self.workers == 1:
+            return "local (one run at a time)"
+        where = f"GPUs {self.gpus}" if self.gpus else "CPU"
+        return f"local ({self.workers} worker processes, {where})"
+
+    def execute(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
+        if self.workers == 1:
+            yield from self._sequential(jobs)
+        else:
+            yield from self._pool(jobs)
+
+    def _sequential(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
+        for job in jobs:
+            try:
+                value = job.fn(*job.args)
+            except Exception as exc:  # KeyboardInterrupt/SystemExit propagate
+                yield JobDone(job, error=_describe(exc), traceback=tb.format_exc())
+            else:
+                yield JobDone(job, value=value)
+
+    def _pool(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
+        import multiprocessing as mp
+
+        # spawn, not fork: a forked child would inherit this process's torch/CUDA and
+        # thread state; a spawned one starts clean and honours CUDA_VISIBLE_DEVICES.
+        ctx = mp.get_context("spawn")
+        gpu_queue = ctx.Queue()
+        for g in self.gpus[: self.workers]:
+            gpu_queue.put(g)
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_pin_worker,
+            initargs=(gpu_queue if self.gpus else None,),
+        )
+        it = iter(jobs)
+        running: dict[Future, Job] = {}
+        try:
+            while True:
+                # Keep exactly `workers` jobs in flight; pulling a job from `it` is
+                # what marks its runs as running in the store.
+                while len(running) < self.workers:
+                    job = next(it, None)
+                    if job is None:
+                        break
+                    running[pool.submit(job.fn, *job.args)] = job
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        yield JobDone(job, value=fut.result())
+                    else:
+                        yield JobDone(job, error=_describe(exc), traceback="".join(tb.format_exception(exc)))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pin_worker(gpu_queue: Any) -> None:
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+
+
+def local_gpu_count() -> int:
+    """Number of CUDA devices visible here (0 without torch CUDA)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+# -- Ray --------------------------------------------------------------------------------
+
+
+@dataclass
+class RayExecutor(Executor):
+    """One Ray task per job.
+
+    Args:
+        address: ``None`` starts a local Ray instance (or joins the one named by the
+            RAY_ADDRESS environment variable), ``"auto"`` joins the cluster this
+            machine is part of, ``"HOST:PORT"`` a specific head node. Ignored when
+            Ray is already initialised in this process.
+        gpus_per_task: GPUs each task requests; ``None`` = 1 if the cluster has GPUs.
+        cpus_per_task: CPUs each task requests (also its torch thread count, which
+            Ray sets through OMP_NUM_THREADS).
+        max_retries: times Ray re-runs a task whose worker died (a retried run resumes
+            from its checkpoint). Exceptions inside a run are not retried: the job
+            returns them as a failed outcome.
+        init_kwargs: extra keyword arguments for ``ray.init`` (e.g. ``num_cpus``).
+    """
+
+    address: Optional[str] = None
+    gpus_per_task: Optional[float] = None
+    cpus_per_task: float = 1
+    max_retries: int = 3
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = "ray"
+
+    def describe(self) -> str:
+        return f"ray ({self.address or 'local instance'})"
+
+    def execute(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
+        ray = _import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, **self.init_kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(
+                    f"could not connect to Ray at {self.address or 'a new local instance'}: {exc}; "
+                    "start a cluster with `ray start --head` or check --address"
+                ) from None
+        gpus = self.gpus_per_task
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(_call).options(
+            num_cpus=self.cpus_per_task,
+            num_gpus=gpus,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+        )
+        # Ray schedules; all jobs are submitted at once and wait for free resources.
+        pending = {remote.remote(job.fn, job.args): job for job in jobs}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    job = pending.pop(ref)
+                    try:
+                        value = ray.get(ref)
+                    except Exception as exc:  # worker died beyond max_retries, or similar
+                        yield JobDone(job, error=_describe(exc), traceback=tb.format_exc())
+                    else:
+                        yield JobDone(job, value=value)
+        finally:
+            for ref in pending:  # interrupted: don't leave tasks training for nobody
+                ray.cancel(ref, force=True)
+
+
+def _call(fn: Callable[..., Any], args: tuple) -> Any:
+    return fn(*args)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError(
+            "the Ray executor needs Ray: pip install 'cffaudit[ray]' (or pip install 'ray[default]')"
+        ) from None
+    return ray
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
