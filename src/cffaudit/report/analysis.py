@@ -28,6 +28,7 @@ class DesignAudit:
     n_runs: int
     audit: AuditResult
     notes: tuple[str, ...]
+    runs: pd.DataFrame = dataclasses.field(repr=False, compare=False, default_factory=pd.DataFrame)
 
     @property
     def title(self) -> str:
@@ -35,6 +36,11 @@ class DesignAudit:
         rest = ", ".join(f"{k}={v}" for k, v in self.stratum.items() if k != "dataset" and v is not None)
         head = str(self.stratum.get("dataset") or "runs")
         return f"{head} ({rest})" if rest else head
+
+    @property
+    def short_title(self) -> str:
+        """The design's values only, e.g. 'cifar10 · factorial · standard · standard', for plot labels."""
+        return " · ".join(str(v) for v in self.stratum.values() if v is not None) or "runs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +207,7 @@ def analyze_runs(
             seed=seed,
             target_se=target_se,
         )
-        designs.append(DesignAudit(stratum=stratum, n_runs=len(sub), audit=audit, notes=tuple(design_notes)))
+        designs.append(DesignAudit(stratum=stratum, n_runs=len(sub), audit=audit, notes=tuple(design_notes), runs=sub))
     if not designs:
         raise ValueError(f"no design holds both levels {list(levels)} of {compare!r}")
     options = {

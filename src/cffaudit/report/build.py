@@ -1,0 +1,130 @@
+"""Assemble the report documents: the audit of a set of runs, and the paper reproduction."""
+
+from __future__ import annotations
+
+import math
+import platform
+from typing import Optional
+
+import pandas as pd
+
+from cffaudit import __version__
+from cffaudit.report import plots
+from cffaudit.report.analysis import Analysis
+from cffaudit.report.document import ReportDocument
+from cffaudit.report.paper import PaperReproduction, reproduction_markdown
+from cffaudit.report.tables import analysis_markdown
+
+
+def _environment() -> str:
+    import matplotlib
+    import numpy
+    import scipy
+    import statsmodels
+
+    return (
+        f"cffaudit {__version__}; Python {platform.python_version()}, numpy {numpy.__version__}, "
+        f"scipy {scipy.__version__}, statsmodels {statsmodels.__version__}, pandas {pd.__version__}, "
+        f"matplotlib {matplotlib.__version__}"
+    )
+
+
+def forest_entries(analysis: Analysis) -> list[tuple[str, float, float, float]]:
+    """(label, VR, bootstrap low, bootstrap high) for every comparison that has a bootstrap."""
+    out = []
+    for d in analysis.designs:
+        for c in d.audit.comparisons:
+            if c.bootstrap is None:
+                continue
+            label = d.short_title if len(d.audit.comparisons) == 1 else f"{d.short_title} | {c.label.split('|')[-1].strip()}"
+            out.append((f"{label} (n={c.a.n}/{c.b.n})", c.bootstrap.statistic, *c.bootstrap.confidence_interval))
+    return out
+
+
+def _power_marks(analysis: Analysis) -> list[tuple[str, int]]:
+    ns = sorted({min(c.a.n, c.b.n) for d in analysis.designs for c in d.audit.comparisons})
+    return [(f"n={n} used", n) for n in ns[:3]]
+
+
+def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
+    o = analysis.options
+    panels = [(d.short_title, d.runs) for d in analysis.designs if not d.runs.empty]
+    if panels:
+        doc.add_figure(
+            "per_seed_accuracy",
+            plots.to_png(plots.per_seed_accuracy(panels, compare=o["compare"], factor=o["factor"])),
+            "Per-seed test accuracy by condition, one panel per design (box: quartiles; dots: individual seeds).",
+        )
+    entries = forest_entries(analysis)
+    if entries:
+        doc.add_figure(
+            "variance_ratio_forest",
+            plots.to_png(plots.forest_plot(entries, title=f"var({o['levels'][0]}) / var({o['levels'][1]}) with 95% bootstrap CI")),
+            f"Variance ratio per design with its percentile-bootstrap 95% CI ({o['n_resamples']} resamples, seed "
+            f"{o['bootstrap_seed']}); right of 1 means {o['levels'][0]} varies more.",
+        )
+    observed = [(f"{d.short_title} | {c.label}" if len(d.audit.comparisons) > 1 else d.short_title, c.variance_ratio.statistic)
+                for d in analysis.designs for c in d.audit.comparisons
+                if c.variance_ratio is not None and math.isfinite(c.variance_ratio.statistic)]
+    # Keep the figure legible: the largest departures from 1 first, at most six.
+    observed = sorted(observed, key=lambda e: -abs(math.log(e[1])) if e[1] > 0 else 0)[:6]
+    doc.add_figure(
+        "power_curve",
+        plots.to_png(plots.power_curve(observed=observed, marks=_power_marks(analysis))),
+        "Power of the two-sided F-test of equal variances (alpha 0.05) against seeds per group: reference ratios "
+        "(solid) and the ratios observed here (dashed, folded to >= 1); dotted line: 80% power.",
+    )
+
+
+def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, title: str = "cffaudit variance audit") -> ReportDocument:
+    """The report of `cffaudit report`: tables, per-seed plot, layer diagnostics, forest and power plots.
+
+    Args:
+        analysis: The result of `analyze_runs`.
+        history: Per-epoch records from `load_run_histories` (optional).
+        title: Document title.
+    """
+    inputs = analysis.inputs
+    meta = f"Inputs: {', '.join(inputs.get('paths', [])) or '—'}" + (f"; store {inputs['store']}" if inputs.get("store") else "")
+    doc = ReportDocument(title, meta + ". " + _environment() + ".")
+    doc.add_markdown(analysis_markdown(analysis))
+    _common_figures(doc, analysis)
+    o = analysis.options
+    runs = pd.concat([d.runs for d in analysis.designs], ignore_index=True) if analysis.designs else pd.DataFrame()
+    if not runs.empty and plots.has_layer_diagnostics(runs):
+        doc.add_figure(
+            "layer_profiles",
+            plots.to_png(plots.run_layer_profiles(runs, compare=o["compare"], factor=o["factor"])),
+            "Clamp activation rate and gradient norm of each block at the final stage-1 epoch, mean ± sd over seeds.",
+        )
+    else:
+        doc.add_markdown("Per-layer CAR and gradient norms: not present in these inputs (tidy CSVs carry none).")
+    if history is not None and not history.empty and history["car"].notna().any():
+        done = history[history["status"] == "done"]
+        if not done.empty:
+            doc.add_figure(
+                "car_over_epochs",
+                plots.to_png(plots.car_over_epochs(done, compare=o["compare"])),
+                "Clamp activation rate over stage-1 epochs, one line per seed (first and last layer).",
+            )
+    return doc
+
+
+def paper_report(rep: PaperReproduction, analysis: Analysis, car: pd.DataFrame) -> ReportDocument:
+    """The report of `cffaudit paper --out`: the recomputed tables, then the paper-data figures."""
+    doc = ReportDocument(
+        "The seed paper, recomputed from its data",
+        "Data: the paper's per-seed accuracies (Appendices A and C) and CAR tables, shipped in cffaudit.paperdata. "
+        + _environment() + ".",
+    )
+    doc.add_markdown(reproduction_markdown(rep))
+    doc.add_markdown("## Figures from the paper's data")
+    _common_figures(doc, analysis)
+    doc.add_figure(
+        "paper_car_by_layer",
+        plots.to_png(plots.paper_car_by_layer(car)),
+        "Clamp activation rate by layer from the paper's Tables 7, 11 and 18 (SVHN: layers 0-3 only). The paper "
+        "publishes CAR averaged over seeds, so no per-seed spread can be drawn.",
+    )
+    doc.add_markdown(analysis_markdown(analysis))
+    return doc

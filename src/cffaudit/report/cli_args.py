@@ -1,0 +1,154 @@
+"""The `analyze`, `report` and `paper` commands: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cffaudit.atomic import atomic_write_json
+
+
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="tidy CSV files, result.json files, or directories searched recursively for result.json")
+    p.add_argument("--store", metavar="DIR", help="a run store directory (runs/<run_id>/result.json)")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep runs whose KEY equals VALUE (repeatable; VALUE may be a,b)")
+    p.add_argument("--compare", default="margin", metavar="FACTOR", help="factor whose two levels are compared (default: margin)")
+    p.add_argument("--levels", default="clamp,subtract", metavar="A,B",
+                   help="the two levels of --compare; the variance ratio is var(A) / var(B) (default: clamp,subtract)")
+    p.add_argument("--factor", default=None, metavar="FACTOR", help="second factor of a factorial design (e.g. stability)")
+    p.add_argument("--pool", action="store_true", help="pool over --factor for the pairwise comparison")
+    p.add_argument("--resamples", type=int, default=10_000, metavar="N", help="bootstrap resamples (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--target-se", type=float, default=0.1, metavar="SE",
+                   help="standard error of the mean (accuracy points) for the seed budget (default: 0.1)")
+
+
+def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `analyze`, `report` and `paper` on the CLI's subparsers."""
+    p = sub.add_parser("analyze", help="variance audit of a set of runs, as Markdown tables and optional JSON")
+    _add_input_arguments(p)
+    p.add_argument("--json", metavar="OUT", help="also write the audit as JSON (schema cffaudit.analysis/1)")
+    p.set_defaults(func=run_analyze)
+
+    p = sub.add_parser("report", help="self-contained HTML report (figures embedded) and a Markdown twin")
+    _add_input_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for report.html, report.md and figures/")
+    p.add_argument("--json", metavar="OUT", help="also write the audit as JSON")
+    p.set_defaults(func=run_report)
+
+    p = sub.add_parser("paper", help="recompute the seed paper's tables from its per-seed data, beside the reported values")
+    p.add_argument("--json", metavar="OUT", help="write every reported and recomputed value as JSON")
+    p.add_argument("--out", metavar="DIR", help="also write an HTML + Markdown report with figures")
+    p.add_argument("--resamples", type=int, default=10_000, metavar="N", help="bootstrap resamples (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.set_defaults(func=run_paper)
+
+
+def _cli_error(message: str) -> Exception:
+    from cffaudit.cli import CLIError
+
+    return CLIError(message)
+
+
+def _analysis(args: argparse.Namespace):
+    from cffaudit.report.analysis import analyze_runs, parse_where
+    from cffaudit.report.runs import RunLoadError, load_runs
+
+    if not args.inputs and not args.store:
+        raise _cli_error("give at least one INPUT (CSV, result.json or directory) or --store DIR")
+    levels = [v.strip() for v in args.levels.split(",") if v.strip()]
+    if len(levels) != 2:
+        raise _cli_error(f"--levels: expected two levels A,B, got {args.levels!r}")
+    if args.resamples < 1:
+        raise _cli_error(f"--resamples: must be at least 1, got {args.resamples}")
+    try:
+        where = parse_where(args.where)
+        frame = load_runs(args.inputs, store=args.store)
+        analysis = analyze_runs(
+            frame,
+            compare=args.compare,
+            levels=levels,
+            factor=args.factor,
+            pool=args.pool,
+            where=where,
+            n_resamples=args.resamples,
+            seed=args.seed,
+            target_se=args.target_se,
+            inputs={"paths": [str(p) for p in args.inputs], "store": args.store},
+        )
+    except (RunLoadError, ValueError) as exc:
+        raise _cli_error(str(exc)) from None
+    return analysis
+
+
+def _write_json(path: str, payload: dict) -> None:
+    try:
+        atomic_write_json(path, payload)
+    except OSError as exc:
+        raise _cli_error(f"--json {path}: {exc}") from None
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
+    from cffaudit.report.tables import analysis_markdown
+
+    analysis = _analysis(args)
+    sys.stdout.write(analysis_markdown(analysis))
+    if args.json:
+        _write_json(args.json, analysis.to_dict())
+        print(f"\nJSON written to {args.json}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """`cffaudit report`: write report.html (self-contained) and report.md with figures."""
+    from cffaudit.report.build import analysis_report
+    from cffaudit.report.runs import RunLoadError, load_run_histories
+
+    analysis = _analysis(args)
+    try:
+        history = load_run_histories(args.inputs, store=args.store)
+    except RunLoadError as exc:
+        raise _cli_error(str(exc)) from None
+    doc = analysis_report(analysis, history)
+    try:
+        paths = doc.write(args.out)
+    except OSError as exc:
+        raise _cli_error(f"--out {args.out}: {exc}") from None
+    if args.json:
+        _write_json(args.json, analysis.to_dict())
+    print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
+    return 0
+
+
+def run_paper(args: argparse.Namespace) -> int:
+    """`cffaudit paper`: the paper's tables recomputed, beside the values it reports."""
+    from cffaudit.report.paper import reproduce_paper, reproduction_markdown
+
+    if args.resamples < 1:
+        raise _cli_error(f"--resamples: must be at least 1, got {args.resamples}")
+    rep = reproduce_paper(n_resamples=args.resamples, seed=args.seed)
+    sys.stdout.write(reproduction_markdown(rep))
+    if args.json:
+        payload = {"schema": "cffaudit.paper/1", **rep.to_dict()}
+        _write_json(args.json, payload)
+        print(f"\nJSON written to {args.json}")
+    if args.out:
+        from cffaudit import paperdata
+        from cffaudit.report.analysis import analyze_runs
+        from cffaudit.report.build import paper_report
+
+        frame = paperdata.per_seed_accuracy().assign(status="done", run_id=lambda f: [f"paper:{i}" for i in range(len(f))],
+                                                      source="cffaudit.paperdata")
+        analysis = analyze_runs(frame, factor="stability", pool=True, n_resamples=args.resamples, seed=args.seed,
+                                inputs={"paths": ["cffaudit.paperdata/per_seed_test_accuracy.csv"]})
+        doc = paper_report(rep, analysis, paperdata.clamp_activation_rate())
+        try:
+            paths = doc.write(Path(args.out), stem="paper")
+        except OSError as exc:
+            raise _cli_error(f"--out {args.out}: {exc}") from None
+        print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
+    return 0
