@@ -330,7 +330,8 @@ def _finished_line(run: PlannedRun, outcome: dict[str, Any]) -> str:
     if outcome["status"] == "done":
         acc = outcome.get("test_acc")
         return f"done    {run.run_id}  {run.label}  test_acc {acc:.4f}{took}"
-    return f"FAILED  {run.run_id}  {run.label}  {outcome.get('error')}{took}"
+    error = (outcome.get("error") or "").strip().splitlines() or ["(no error message)"]
+    return f"FAILED  {run.run_id}  {run.label}  {error[0]}{took}"
 
 
 def _duration(seconds: float) -> str:

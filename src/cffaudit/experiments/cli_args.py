@@ -1,0 +1,185 @@
+"""`cffaudit sweep`: argument parsing and the command, on top of :mod:`.sweep`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from cffaudit.config import DEVICES
+
+
+def add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    """Register `cffaudit sweep` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "sweep",
+        help="run an experiment spec's runs into a resumable run store",
+        description=(
+            "Expand an experiment spec (base config x factors x seeds) into runs and train the "
+            "ones the store does not have yet. Safe to kill and rerun: finished runs are kept, "
+            "interrupted runs resume from their checkpoints."
+        ),
+    )
+    p.add_argument("spec", nargs="?", help="experiment spec YAML (optional with --status: all runs of the store)")
+    p.add_argument("--store", required=True, metavar="DIR", help="run store directory (created if missing)")
+    p.add_argument("--status", action="store_true", help="print the table of runs and exit")
+    p.add_argument("--dry-run", action="store_true", help="validate and expand the spec, show what would run, train nothing")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where runs execute (default: local)")
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="Ray cluster to join ('auto': the cluster this machine belongs to); default: start a local Ray instance",
+    )
+    p.add_argument("--device", choices=DEVICES, default=None, help="override the spec's device for every run (not part of run ids)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="override data.data_dir for every run (not part of run ids)")
+    p.add_argument("--seeds", default=None, metavar="SEEDS", help="replace the spec's seeds, e.g. 1-20 (adds runs to the same store)")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N", help="train at most N runs in this invocation")
+    p.add_argument("--retry-failed", action="store_true", help="train failed runs again (they resume from their checkpoints)")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR", help="copy finished runs with the same id from this store (repeatable)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="local executor: parallel worker processes (default: one per local GPU, else 1)")
+    p.add_argument("--cpus-per-run", type=float, default=1, metavar="N", help="Ray executor: CPUs per task (default 1)")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-run lines are still printed)")
+    p.set_defaults(func=run_sweep_command)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """Run `cffaudit sweep`; returns 0 when every run of the spec is done, 1 otherwise."""
+    from cffaudit.cli import CLIError
+    from cffaudit.experiments.executors import ExecutorError
+    from cffaudit.experiments.spec import SpecError
+    from cffaudit.experiments.store import StoreError
+
+    try:
+        if args.status:
+            return _status(args)
+        if not args.spec:
+            raise CLIError("give the spec file: cffaudit sweep SPEC.yaml --store DIR")
+        return _sweep(args)
+    except (SpecError, StoreError, ExecutorError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _load(args: argparse.Namespace):
+    from cffaudit.experiments.spec import ExperimentSpec, SpecError, parse_seeds
+
+    spec = ExperimentSpec.load(args.spec)
+    if args.seeds is not None:
+        try:
+            spec = spec.with_seeds(parse_seeds(args.seeds))
+        except ValueError as exc:
+            raise SpecError(f"--seeds: {exc}") from None
+    return spec
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.device is not None:
+        out["device"] = args.device
+    if args.data_dir is not None:
+        out["data.data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    return out
+
+
+def _status(args: argparse.Namespace) -> int:
+    from cffaudit.experiments.store import RunStore
+    from cffaudit.experiments.sweep import format_status
+
+    store = RunStore.open_existing(args.store)
+    run_ids = None
+    if args.spec:
+        expansion = _load(args).expand(_overrides(args))
+        _check_design(store, expansion)
+        run_ids = [r.run_id for r in expansion.runs]
+    print(format_status(store, run_ids))
+    return 0
+
+
+def _check_design(store, expansion) -> None:
+    from cffaudit.experiments.store import StoreError
+
+    meta = store.meta()
+    if meta.get("design_hash") != expansion.design_hash:
+        raise StoreError(
+            f"{store.root} was made by spec {meta.get('spec_name')!r} with another design than "
+            f"{expansion.spec.source}; use the spec in {store.root / 'spec.yaml'} or another --store"
+        )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from cffaudit.cli import CLIError
+    from cffaudit.experiments.store import RunStore
+    from cffaudit.experiments.sweep import run_sweep
+
+    spec = _load(args)
+    expansion = spec.expand(_overrides(args))  # every config built: bad specs stop here
+    for line in expansion.summary():
+        print(line)
+    if args.max_runs is not None and args.max_runs < 0:
+        raise CLIError(f"--max-runs must be >= 0, got {args.max_runs}")
+
+    if args.dry_run:
+        done: dict[str, str] = {}
+        if (Path(args.store) / "store.sqlite").exists():
+            store = RunStore.open_existing(args.store)
+            _check_design(store, expansion)
+            done = {r.run_id: r.status for r in store.rows([r.run_id for r in expansion.runs])}
+        for cond in expansion.conditions:
+            ids = [r.run_id for r in expansion.runs if cond.levels in r.conditions]
+            finished = sum(1 for i in ids if done.get(i) == "done")
+            print(f"  {cond.label}: {len(ids)} run(s), {finished} done  [{' '.join(ids)}]")
+        todo = sum(1 for r in expansion.runs if done.get(r.run_id) != "done")
+        print(f"dry run: {todo} of {len(expansion.runs)} run(s) would run (nothing was trained)")
+        return 0
+
+    executor = _executor(args)
+    report = run_sweep(
+        spec,
+        args.store,
+        executor=executor,
+        overrides=_overrides(args),
+        max_runs=args.max_runs,
+        retry_failed=args.retry_failed,
+        reuse=args.reuse,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{spec.name}: {report.done} of {report.total} run(s) done"
+        + (f", {report.failed} failed" if report.failed else "")
+        + (f", {report.remaining} not yet run" if report.remaining else "")
+        + f"  (store {args.store})"
+    )
+    if report.failed:
+        print(
+            f"failed: {' '.join(report.failed_ids)}; see `cffaudit sweep {args.spec} --store {args.store} --status` "
+            "and runs/<run_id>/log.txt; fix the cause and rerun with --retry-failed"
+        )
+        return 1
+    if report.remaining:
+        print("run the same command again to continue")
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    from cffaudit.cli import CLIError
+    from cffaudit.experiments.executors import LocalExecutor, RayExecutor, local_gpu_count
+
+    if args.executor == "ray":
+        if args.workers is not None:
+            raise CLIError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
+        if args.max_retries < 0:
+            raise CLIError(f"--max-retries must be >= 0, got {args.max_retries}")
+        gpus = 0 if args.device == "cpu" else None
+        return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=args.cpus_per_run, max_retries=args.max_retries)
+    if args.address is not None:
+        raise CLIError("--address only applies to --executor ray")
+    gpus = [] if args.device == "cpu" else list(range(local_gpu_count()))
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if len(gpus) > 1:
+        workers = args.workers or len(gpus)
+        if workers > len(gpus):
+            raise CLIError(f"--workers {workers}: only {len(gpus)} GPUs here, one run per GPU")
+        return LocalExecutor(workers=workers, gpus=gpus[:workers])
+    return LocalExecutor(workers=args.workers or 1)
