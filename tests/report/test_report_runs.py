@@ -1,0 +1,82 @@
+"""Loading runs from tidy CSVs, result.json files, directories and run stores."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cffaudit.paperdata import per_seed_accuracy
+from cffaudit.report.runs import RunLoadError, flatten_result, load_run_histories, load_runs
+
+from tests.report.fake_runs import result_doc, write_store
+
+ACCS = {("clamp", "detach"): [78.5, 77.0, 80.1], ("subtract", "detach"): [78.8, 79.3, 78.9]}
+
+
+def test_tidy_csv_keeps_every_run(tmp_path):
+    path = tmp_path / "runs.csv"
+    per_seed_accuracy().to_csv(path, index=False)
+    frame = load_runs([path])
+    assert len(frame) == 109 and set(frame.status) == {"done"}
+    fm = frame[frame.dataset == "fashion_mnist"]
+    assert fm.stability.isna().all()  # empty stability = not applicable
+    assert frame.run_id.is_unique
+
+
+def test_flatten_result_maps_the_schema():
+    row = flatten_result(result_doc("r1", "clamp", "direct", 3, 78.4), "x/result.json")
+    assert (row["dataset"], row["margin"], row["stability"], row["margin_schedule"], row["augmentation"]) == (
+        "cifar10", "clamp", "direct", "standard", "cifar")
+    assert (row["seed"], row["test_acc"], row["status"], row["run_id"]) == (3, 78.4, "done", "r1")
+    # Final stage-1 epoch (epoch 1): car = 0.5 + 0.1 - 0.05 k + 0.1, kept as a fraction.
+    assert row["car_l0"] == pytest.approx(0.7) and row["car_l2"] == pytest.approx(0.6)
+    assert row["grad_norm_l2"] == pytest.approx(4.0)
+    assert row["cfg.model.embed_dim"] == 128
+    assert "cfg.data.root" not in row and "cfg.seed" not in row and "cfg.loss.margin" not in row
+
+
+def test_flatten_rejects_a_document_that_is_not_a_result():
+    with pytest.raises(RunLoadError, match="not a cffaudit result.json"):
+        flatten_result({"hello": 1}, "bad.json")
+
+
+def test_directory_is_searched_recursively_and_failed_runs_are_kept(tmp_path):
+    write_store(tmp_path / "sweep", ACCS, failed=2)
+    frame = load_runs([tmp_path / "sweep"])
+    assert len(frame) == 8
+    assert (frame.status == "failed").sum() == 2
+    assert frame.loc[frame.status == "failed", "test_acc"].isna().all()
+
+
+def test_store_option_and_duplicates(tmp_path):
+    store = write_store(tmp_path / "store", ACCS)
+    one_file = next((store / "runs").rglob("result.json"))
+    frame = load_runs([one_file], store=store)
+    assert len(frame) == 6  # the file given twice (directly and through the store) counts once
+
+
+def test_histories_are_long_records(tmp_path):
+    store = write_store(tmp_path / "store", ACCS)
+    hist = load_run_histories([], store=store)
+    assert len(hist) == 6 * 2 * 3  # runs x epochs x layers
+    assert set(hist.columns) >= {"run_id", "epoch", "layer", "car", "grad_norm", "margin", "seed"}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.csv", "no such file"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no result.json"),
+        (lambda p: (p / "bad.csv").write_text("a,b\n1,2\n") and p / "bad.csv", "lacks column"),
+        (lambda p: (p / "result.json").write_text("{not json") and p / "result.json", "cannot read JSON"),
+    ],
+)
+def test_unreadable_inputs_raise(tmp_path, make, message):
+    with pytest.raises(RunLoadError, match=message):
+        load_runs([make(tmp_path)])
+
+
+def test_no_inputs_raise():
+    with pytest.raises(RunLoadError, match="no runs"):
+        load_runs([])
