@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cffaudit.stats import variance_ratio_power
 
@@ -129,6 +130,7 @@ def run_layer_profiles(frame: pd.DataFrame, *, compare: str = "margin", factor: 
             style = "-" if len(key) == 1 or i % 2 == 0 else "--"
             ax.errorbar(layers, mean, yerr=sd, marker="o", capsize=3, label=f"{name} (n={len(g)})", color=col, linestyle=style)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if cols:
