@@ -1,9 +1,6 @@
 """Loading runs from tidy CSVs, result.json files, directories and run stores."""
 
-import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from cffaudit.paperdata import per_seed_accuracy
