@@ -48,6 +48,8 @@ _IGNORED_CONFIG_KEYS = {
     "loss.margins",
     "data.dataset",
     "data.augment",
+    "data.download",
+    "stage1.step_order",  # per-block and fused stepping give the same updates (SPEC.md)
 }
 _IGNORED_CONFIG_WORDS = ("dir", "root", "path", "workers", "log", "device", "out", "checkpoint", "resume", "compile")
 
