@@ -21,7 +21,7 @@ def test_end_to_end_beats_chance_and_writes_complete_result(tmp_path, tiny_confi
     cfg = tiny_config.override({"stage1.epochs": 4, "stage2.epochs": 10, "data.synthetic_train": 1000})
     res = train_run(cfg, tmp_path)
     assert res["status"] == "done", res["error"]
-    assert res["test_acc"] > 30.0  # 10 classes: chance is 10%
+    assert res["test_acc"] > 35.0  # 10 classes: chance is 10%; untrained encoder ~14%
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == res
     for key in ("status", "error", "config", "test_acc", "best_val_acc", "history", "timing", "env", "seeds"):
