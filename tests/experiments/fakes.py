@@ -59,3 +59,15 @@ def calls_of(run_dir: Path) -> list[str]:
 
 def read_result(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "result.json").read_text())
+
+
+def fake_train_seeds(cfg, seeds, out_dirs, *, checkpoint, resume=False, progress=False):
+    """Like train_seeds: one call trains every seed; records the group in each run dir."""
+    with open(checkpoint, "a") as f:
+        f.write(f"group {list(seeds)} resume={resume}\n")
+    results = []
+    for seed, out in zip(seeds, out_dirs):
+        with open(Path(out) / "group_calls.txt", "a") as f:
+            f.write(f"{list(seeds)} resume={resume}\n")
+        results.append(fake_train_run(cfg.override({"seed": seed}), out))
+    return results

@@ -165,3 +165,14 @@ def test_sweep_killed_mid_run_resumes_and_matches_an_uninterrupted_sweep(tmp_pat
     assert after[victim.run_id].attempts == 2 and "attempt 2" in log and "resuming from checkpoint.pt" in log
     # ... and every accuracy equals the uninterrupted sweep's.
     assert {rid: r.test_acc for rid, r in after.items()} == expected
+
+
+@pytest.mark.slow
+def test_seed_groups_with_real_training_equal_solo_runs(tmp_path, write_spec):
+    spec_path = write_spec(quickstart_tiny(factors={"margin": ["clamp"]}, seeds=[1, 2, 3]))
+    assert main(["sweep", str(spec_path), "--store", str(tmp_path / "solo"), "--no-progress"]) == 0
+    assert main(["sweep", str(spec_path), "--store", str(tmp_path / "grouped"), "--no-progress", "--seeds-per-job", "3"]) == 0
+    solo = {r["run_id"]: r["test_acc"] for r in load_store_results(tmp_path / "solo")}
+    grouped = load_store_results(tmp_path / "grouped")
+    assert all(r["ensemble"]["size"] == 3 for r in grouped)  # really trained together
+    assert {r["run_id"]: r["test_acc"] for r in grouped} == solo

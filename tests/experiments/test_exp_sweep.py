@@ -225,3 +225,68 @@ def test_result_json_is_valid_json_with_config(tmp_path):
     for d in (tmp_path / "s" / "runs").iterdir():
         res = json.loads((d / "result.json").read_text())
         assert res["config"]["data"]["dataset"] == "synthetic"
+
+
+# -- seed groups: several seeds of one condition in one job ---------------------------------
+
+
+def test_seed_groups_train_runs_of_one_condition_together(tmp_path):
+    from .fakes import fake_train_seeds
+
+    spec = spec_of(seeds="1-5")
+    report = run_sweep(spec, tmp_path / "s", run_fn=fake_train_run, seeds_per_job=2, seeds_fn=fake_train_seeds, **quiet())
+    assert report.complete and report.trained == 10
+    store = RunStore.open_existing(tmp_path / "s")
+    groups = {}
+    for row in store.rows():
+        calls = (store.run_dir(row.run_id) / "group_calls.txt").read_text().splitlines()
+        assert len(calls) == 1
+        groups.setdefault((row.config["loss"]["margin"], calls[0]), []).append(row)
+    # Per margin: seeds [1, 2], [3, 4], [5], each group trained in one call.
+    assert sorted(groups) == sorted(
+        (m, f"{seeds} resume=False") for m in ("clamp", "subtract") for seeds in ([1, 2], [3, 4], [5])
+    )
+    for (margin, call), members in groups.items():
+        assert sorted(m.seed for m in members) == json.loads(call.rsplit(" resume", 1)[0])
+    # Results are the same as solo runs'.
+    solo = run_sweep(spec, tmp_path / "solo", run_fn=fake_train_run, **quiet())
+    assert solo.complete
+    assert {r.run_id: r.test_acc for r in store.rows()} == {
+        r.run_id: r.test_acc for r in RunStore.open_existing(tmp_path / "solo").rows()
+    }
+
+
+def test_interrupted_seed_group_reforms_and_resumes(tmp_path):
+    from cffaudit.experiments.sweep import seed_groups
+
+    from .fakes import fake_train_seeds
+
+    spec = spec_of(seeds="1-3")
+    exp = spec.expand()
+    run_sweep(spec, tmp_path / "s", run_fn=fake_train_run, **quiet(max_runs=0))
+    store = RunStore.open_existing(tmp_path / "s")
+    group = seed_groups(list(exp.runs), 3)[0]
+    # A sweep died while this group trained: its runs are 'running', its checkpoint exists.
+    from cffaudit.experiments.identity import stable_hash
+
+    for r in group:
+        store.claim(r.run_id)
+    gdir = tmp_path / "s" / "groups" / ("g-" + stable_hash([r.run_id for r in group])[:12])
+    gdir.mkdir(parents=True)
+    (gdir / "checkpoint.pt").write_text("partial\n")
+    report = run_sweep(spec, tmp_path / "s", run_fn=fake_train_run, seeds_per_job=3, seeds_fn=fake_train_seeds, **quiet())
+    assert report.complete and sorted(report.requeued) == sorted(r.run_id for r in group)
+    assert "resume=True" in (gdir / "checkpoint.pt").read_text()
+    assert "resuming from the group's checkpoint" in (store.run_dir(group[0].run_id) / "log.txt").read_text()
+
+
+def test_a_failing_group_fails_each_of_its_runs_with_the_error(tmp_path):
+    def broken(cfg, seeds, out_dirs, *, checkpoint, resume=False, progress=False):
+        raise RuntimeError("group exploded")
+
+    report = run_sweep(spec_of(), tmp_path / "s", seeds_per_job=2, seeds_fn=broken, **quiet())
+    assert report.failed == 4
+    store = RunStore.open_existing(tmp_path / "s")
+    for row in store.rows():
+        assert "group exploded" in row.error
+        assert read_result(store.run_dir(row.run_id))["status"] == "failed"

@@ -37,6 +37,13 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="train at most N runs in this invocation")
     p.add_argument("--retry-failed", action="store_true", help="train failed runs again (they resume from their checkpoints)")
     p.add_argument("--reuse", action="append", default=[], metavar="DIR", help="copy finished runs with the same id from this store (repeatable)")
+    p.add_argument(
+        "--seeds-per-job",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train up to N seeds of one condition together in one process (one GPU); results equal solo runs",
+    )
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local executor: parallel worker processes (default: one per local GPU, else 1)")
     p.add_argument("--cpus-per-run", type=float, default=1, metavar="N", help="Ray executor: CPUs per task (default 1)")
     p.add_argument("--max-retries", type=int, default=3, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
@@ -118,6 +125,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print(line)
     if args.max_runs is not None and args.max_runs < 0:
         raise CLIError(f"--max-runs must be >= 0, got {args.max_runs}")
+    if args.seeds_per_job < 1:
+        raise CLIError(f"--seeds-per-job must be >= 1, got {args.seeds_per_job}")
 
     if args.dry_run:
         done: dict[str, str] = {}
@@ -140,6 +149,7 @@ def _sweep(args: argparse.Namespace) -> int:
         executor=executor,
         overrides=_overrides(args),
         max_runs=args.max_runs,
+        seeds_per_job=args.seeds_per_job,
         retry_failed=args.retry_failed,
         reuse=args.reuse,
         progress=not args.no_progress,

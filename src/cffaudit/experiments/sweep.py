@@ -30,6 +30,7 @@ from cffaudit.atomic import atomic_write_json
 from cffaudit.config import RunConfig
 from cffaudit.experiments.executors import Executor, Job, JobDone, LocalExecutor
 from cffaudit.experiments.identity import run_id as compute_run_id
+from cffaudit.experiments.identity import stable_hash
 from cffaudit.experiments.spec import ExperimentSpec, Expansion, PlannedRun, merged_levels
 from cffaudit.experiments.store import RunStore, now_iso, sweep_lock, worker_name
 
@@ -81,24 +82,97 @@ def execute_run(task: RunTask, run_fn: RunFn = train_run_entry) -> dict[str, Any
         f"=== {task.run_id} attempt {task.attempt} on {worker_name()} at {now_iso()}"
         + (" (resuming from checkpoint.pt)" if resume else "")
     )
-    result: Any = None
     with _run_log(run_dir / "log.txt", header) as log:
         try:
             cfg = RunConfig.from_dict(task.config)
-            result = run_fn(cfg, run_dir, resume=resume, progress=False)
-            problem = _result_problem(result)
-            if problem:
-                result = _failed_result(task, f"run function {problem}", None, base=result)
-                atomic_write_json(result_path, result)
-            elif not result_path.exists():
-                # A run function that returns without writing: keep the store's promise
-                # that every attempted run has an outcome-tagged result.json.
-                atomic_write_json(result_path, result)
+            result = _checked(task, run_fn(cfg, run_dir, resume=resume, progress=False))
         except Exception as exc:  # anything else is a failed attempt, with its traceback
             result = _failed_result(task, f"{type(exc).__name__}: {exc}", tb.format_exc())
             atomic_write_json(result_path, result)
         wall = time.monotonic() - t0
-        print(f"=== {result['status']} after {wall:.1f} s" + (f": {result.get('error')}" if result.get("error") else ""), file=log)
+        print(_footer(result, wall), file=log)
+    return _outcome(task, result, wall)
+
+
+#: ``seeds_fn(cfg, seeds, out_dirs, *, checkpoint, resume, progress) -> [result, ...]``
+#: — the multi-seed entry point's signature (:func:`cffaudit.train.run.train_seeds`).
+SeedsFn = Callable[..., list]
+
+
+def train_seeds_entry(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | Path], *,
+                      checkpoint: str | Path, resume: bool = False, progress: bool = False) -> list:
+    """The default group function: :func:`cffaudit.train.run.train_seeds`, imported lazily."""
+    from cffaudit.train.run import train_seeds
+
+    return train_seeds(cfg, seeds, out_dirs, checkpoint=checkpoint, resume=resume, progress=progress)
+
+
+def execute_seed_group(tasks: Sequence[RunTask], group_dir: str, seeds_fn: SeedsFn = train_seeds_entry) -> list[dict[str, Any]]:
+    """A job: train runs that differ only in their seed side by side in one process.
+
+    Every seed still gets exactly the result of its solo run (the training layer's
+    guarantee), so a run's id and result do not depend on how it was grouped. The
+    group shares one checkpoint in `group_dir`; a requeued group resumes from it when
+    the next sweep forms the same group again, and starts afresh otherwise.
+    """
+    group = Path(group_dir)
+    group.mkdir(parents=True, exist_ok=True)
+    ckpt = group / "checkpoint.pt"
+    resume = ckpt.exists()
+    ids = " ".join(t.run_id for t in tasks)
+    t0 = time.monotonic()
+    headers = {
+        t.run_id: f"=== {t.run_id} attempt {t.attempt} on {worker_name()} at {now_iso()}, in seed group "
+        f"{group.name} ({ids}); its training log is {group / 'log.txt'}"
+        + (" (resuming from the group's checkpoint.pt)" if resume else "")
+        for t in tasks
+    }
+    for t in tasks:
+        Path(t.run_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(t.run_dir) / "log.txt", "a") as f:
+            print(headers[t.run_id], file=f)
+    results: list[Any]
+    with _run_log(group / "log.txt", f"=== group {group.name} ({ids}) at {now_iso()}") as log:
+        try:
+            cfgs = [RunConfig.from_dict(t.config) for t in tasks]
+            results = list(seeds_fn(cfgs[0], [c.seed for c in cfgs], [t.run_dir for t in tasks],
+                                    checkpoint=ckpt, resume=resume, progress=False))
+            if len(results) != len(tasks):
+                raise RuntimeError(f"group function returned {len(results)} results for {len(tasks)} seeds")
+        except Exception as exc:
+            results = [_failed_result(t, f"{type(exc).__name__}: {exc}", tb.format_exc()) for t in tasks]
+            for t, r in zip(tasks, results):
+                atomic_write_json(Path(t.run_dir) / "result.json", r)
+        wall = time.monotonic() - t0
+        print(f"=== group finished after {wall:.1f} s", file=log)
+    outcomes = []
+    for task, result in zip(tasks, results):
+        result = _checked(task, result)
+        with open(Path(task.run_dir) / "log.txt", "a") as f:
+            print(_footer(result, wall), file=f)
+        outcomes.append(_outcome(task, result, wall))
+    return outcomes
+
+
+def _checked(task: RunTask, result: Any) -> dict[str, Any]:
+    """`result` if it is a proper outcome, else a failed one; result.json always exists."""
+    result_path = Path(task.run_dir) / "result.json"
+    problem = _result_problem(result)
+    if problem:
+        result = _failed_result(task, f"run function {problem}", None, base=result)
+        atomic_write_json(result_path, result)
+    elif not result_path.exists():
+        # A run function that returns without writing: keep the store's promise
+        # that every attempted run has an outcome-tagged result.json.
+        atomic_write_json(result_path, result)
+    return result
+
+
+def _footer(result: dict[str, Any], wall: float) -> str:
+    return f"=== {result['status']} after {wall:.1f} s" + (f": {result.get('error')}" if result.get("error") else "")
+
+
+def _outcome(task: RunTask, result: dict[str, Any], wall: float) -> dict[str, Any]:
     return {
         "run_id": task.run_id,
         "status": result["status"],
@@ -194,6 +268,8 @@ def run_sweep(
     *,
     executor: Optional[Executor] = None,
     run_fn: RunFn = train_run_entry,
+    seeds_per_job: int = 1,
+    seeds_fn: SeedsFn = train_seeds_entry,
     overrides: Optional[dict[str, Any]] = None,
     max_runs: Optional[int] = None,
     retry_failed: bool = False,
@@ -208,6 +284,9 @@ def run_sweep(
         store_dir: the run store directory (created if missing).
         executor: where runs execute; one after another in this process by default.
         run_fn: the training entry point (tests inject their own).
+        seeds_per_job: train up to this many runs that differ only in their seed
+            together in one job (one process, one device), with `seeds_fn`.
+        seeds_fn: the multi-seed training entry point, for ``seeds_per_job > 1``.
         overrides: settings outside the run identity, e.g. ``{"device": "cuda"}``.
         max_runs: train at most this many runs in this invocation.
         retry_failed: requeue runs that failed in an earlier invocation.
@@ -218,6 +297,8 @@ def run_sweep(
     """
     if max_runs is not None and max_runs < 0:
         raise ValueError(f"max_runs: must be >= 0, got {max_runs}")
+    if seeds_per_job < 1:
+        raise ValueError(f"seeds_per_job: must be >= 1, got {seeds_per_job}")
     expansion = spec.expand(overrides)  # validates every config before touching the store
     executor = executor or LocalExecutor()
     store = open_store_for(expansion, store_dir)
@@ -258,7 +339,13 @@ def run_sweep(
         initial = sum(1 for r in rows.values() if r.status in ("done", "failed"))
         if pending:
             say(f"{len(pending)} run(s) to train on {executor.describe()}; {initial} of {len(ids)} already finished")
-        report.trained = _drive(store, runs, pending, executor, run_fn, initial, len(ids), progress, say, spec.name)
+        if seeds_per_job > 1:
+            groups = seed_groups([runs[rid] for rid in pending], seeds_per_job)
+            make_job = lambda group: _group_job(store, group, seeds_fn)  # noqa: E731
+        else:
+            groups = [[runs[rid]] for rid in pending]
+            make_job = lambda group: _solo_job(store, group[0], run_fn)  # noqa: E731
+        report.trained = _drive(store, runs, groups, make_job, executor, initial, len(ids), progress, say, spec.name)
 
         counts = store.counts(ids)
         report.done, report.failed = counts["done"], counts["failed"]
@@ -267,12 +354,41 @@ def run_sweep(
     return report
 
 
+def seed_groups(pending: Sequence[PlannedRun], size: int) -> list[list[PlannedRun]]:
+    """Runs that differ only in their seed, in chunks of at most `size`, in order.
+
+    Deterministic in `pending`, so after a crash the same requeued runs form the same
+    group again and it resumes from the group's checkpoint.
+    """
+    by_condition: dict[str, list[PlannedRun]] = {}
+    for run in pending:
+        key = json.dumps(run.config.override({"seed": 0}).to_dict(), sort_keys=True)
+        by_condition.setdefault(key, []).append(run)
+    return [runs[i : i + size] for runs in by_condition.values() for i in range(0, len(runs), size)]
+
+
+def _solo_job(store: RunStore, run: PlannedRun, run_fn: RunFn) -> Job:
+    attempt = store.claim(run.run_id)
+    task = RunTask(run.run_id, run.config.to_dict(), str(store.run_dir(run.run_id)), attempt)
+    return Job(key=run.run_id, fn=execute_runs, args=((task,), run_fn), run_ids=(run.run_id,))
+
+
+def _group_job(store: RunStore, group: list[PlannedRun], seeds_fn: SeedsFn) -> Job:
+    tasks = tuple(
+        RunTask(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id)), store.claim(r.run_id)) for r in group
+    )
+    ids = tuple(r.run_id for r in group)
+    group_id = "g-" + stable_hash(list(ids))[:12]
+    group_dir = str(store.root / "groups" / group_id)
+    return Job(key=group_id, fn=execute_seed_group, args=(tasks, group_dir, seeds_fn), run_ids=ids)
+
+
 def _drive(
     store: RunStore,
     runs: dict[str, PlannedRun],
-    pending: list[str],
+    groups: list[list[PlannedRun]],
+    make_job: Callable[[list[PlannedRun]], Job],
     executor: Executor,
-    run_fn: RunFn,
     initial: int,
     total: int,
     progress: bool,
@@ -284,10 +400,8 @@ def _drive(
     def jobs() -> Iterator[Job]:
         # Claiming happens as the executor pulls the job, so 'running' means handed
         # to a worker (for Ray: submitted to the cluster's queue).
-        for rid in pending:
-            attempt = store.claim(rid)
-            task = RunTask(rid, runs[rid].config.to_dict(), str(store.run_dir(rid)), attempt)
-            yield Job(key=rid, fn=execute_runs, args=((task,), run_fn), run_ids=(rid,))
+        for group in groups:
+            yield make_job(group)
 
     trained = 0
     bar = tqdm(total=total, initial=initial, desc=desc, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
