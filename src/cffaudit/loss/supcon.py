@@ -58,7 +58,7 @@ class ClampMargin(MarginVariant):
 
     def similarities(self, sim, pos, margin):
         shifted = sim + margin
-        clamped = torch.where(shifted >= 1.0, torch.ones_like(shifted), shifted)
+        clamped = torch.where(shifted >= 1.0, 1.0, shifted)
         return torch.where(pos, clamped, sim)
 
 
@@ -159,10 +159,10 @@ def supcon_loss(
     n_pos = pos.sum(dim=-1)  # (..., N)
     has_pos = n_pos > 0
     # where() instead of multiplying by the mask: the diagonal holds -inf, and 0 * -inf is NaN.
-    pos_sum = torch.where(pos, log_prob, torch.zeros_like(log_prob)).sum(dim=-1)
+    pos_sum = torch.where(pos, log_prob, 0.0).sum(dim=-1)
     mean_log_prob_pos = pos_sum / n_pos.clamp(min=1)
     n_anchors = has_pos.sum(dim=-1)
-    loss = -torch.where(has_pos, mean_log_prob_pos, torch.zeros_like(mean_log_prob_pos)).sum(dim=-1)
+    loss = -torch.where(has_pos, mean_log_prob_pos, 0.0).sum(dim=-1)
     loss = loss / n_anchors.clamp(min=1)
 
     with torch.no_grad():

@@ -66,9 +66,13 @@ class EnsembleLayerNorm(nn.Module):
             self.bias[k].zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1:
+            # Solo run: the fused kernel with its affine part (measured on a 2-core CPU:
+            # the separate multiply-add below and its backward cost ~5% of a step).
+            return F.layer_norm(x, x.shape[-1:], self.weight[0], self.bias[0], self.eps)
         y = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        return torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
 
 
 class Attention(nn.Module):

@@ -1,0 +1,334 @@
+"""`cffaudit bench`: stage-1 throughput of cffaudit against the original code's structure.
+
+Three measurements in one process, on the same model size and the same data:
+
+(a) baseline: the structure of the original CFF code (SPEC.md, "baseline to beat"):
+    per-image augmentation on the CPU in a DataLoader with 4 workers, two views per
+    image; per block in turn a forward on the detached input, loss, zero_grad,
+    backward, step of that block's own AdamW and `loss.item()`; float32, eager.
+(b) cffaudit, one seed: data resident on the device, batched augmentation, the
+    runtime's step order, precision and compilation.
+(c) cffaudit, S seeds side by side in one ensemble.
+
+Views per second count both views of every image of every seed. Timings exclude
+warm-up (and so compilation), use CUDA events on a GPU, and state n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from cffaudit.config import RunConfig
+
+BENCH_CONFIGS: dict[str, dict[str, Any]] = {
+    "paper": {"model.embed_dim": 128, "model.depth": 8, "model.heads": 4, "model.patch_size": 4,
+              "stage1.batch_size": 512},
+    "small": {"model.embed_dim": 64, "model.depth": 4, "model.heads": 4, "model.patch_size": 4,
+              "stage1.batch_size": 256},
+    # For tests of this command only: seconds on a CPU, numbers meaningless.
+    "tiny": {"model.embed_dim": 16, "model.depth": 2, "model.heads": 2, "model.patch_size": 8,
+             "stage1.batch_size": 32},
+}
+
+# Dense peak FLOP/s by device-name fragment and precision (vendor data sheets, SXM parts).
+PEAK_FLOPS = {
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "H100": {"bf16": 989e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
+    "V100": {"bf16": 125e12, "fp32": 15.7e12},  # V100 has no bf16: its fp16 tensor-core peak
+}
+
+PAPER_TRAIN_IMAGES = 45_000
+PAPER_EPOCHS = (600, 50)
+
+
+def stage1_flops_per_view(embed_dim: int, depth: int, patch_size: int, image_size: int = 32,
+                          mlp_ratio: float = 2.0, batch_views: int = 1024) -> float:
+    """Matmul FLOPs of one training step per view (forward + backward = 3x forward).
+
+    Counts the linear layers, attention scores and values, and each layer's (N x N)
+    similarity matrix; element-wise work is left out, as is usual for MFU.
+    """
+    T, E = (image_size // patch_size) ** 2, embed_dim
+    hidden = int(E * mlp_ratio)
+    embed = 2 * T * (3 * patch_size * patch_size) * E
+    block = 2 * T * E * 3 * E + 2 * 2 * T * T * E + 2 * T * E * E + 2 * 2 * T * E * hidden
+    loss = 2 * batch_views * E  # this view's row of the similarity matrix
+    return 3.0 * (embed + depth * (block + loss))
+
+
+# -- (a) the baseline structure -----------------------------------------------------------
+
+
+class _PerImageTwoViews(torch.utils.data.Dataset):
+    """CPU, per image, the way torchvision transforms run inside a DataLoader worker."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, padding: int = 12) -> None:
+        self.images, self.labels, self.padding = images, labels, padding
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _view(self, img: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        padded = torch.nn.functional.pad(img, (p, p, p, p))
+        i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
+        out = padded[:, i:i + img.shape[1], j:j + img.shape[2]]
+        if torch.rand(()) < 0.5:
+            out = out.flip(-1)
+        return (out.float() / 255 - self.mean) / self.std
+
+    def __getitem__(self, idx: int):
+        img = self.images[idx]
+        return self._view(img), self._view(img), self.labels[idx]
+
+
+def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, workers: int) -> dict[str, Any]:
+    from cffaudit.augment import NORMALISATION
+    from cffaudit.data import make_synthetic
+    from cffaudit.loss import supcon_loss
+    from cffaudit.model import CFFViT, layer_representation
+    from cffaudit.train.seeds import generator
+
+    B = cfg.stage1.batch_size
+    x, y = make_synthetic(B * (steps + warmup), num_classes=10, seed=1)
+    mean, std = NORMALISATION["cifar10"]
+    loader = torch.utils.data.DataLoader(_PerImageTwoViews(x, y, mean, std), batch_size=B, shuffle=True,
+                                         num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+    m = cfg.model
+    model = CFFViT(ensemble=1, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size)
+    model.init_weights([generator(0)])
+    model.to(device)
+    opts = [torch.optim.AdamW(model.layer_parameters(l), lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
+            for l in range(model.depth)]
+    margins = cfg.margins()
+    times = []
+    it = iter(loader)
+    for step in range(steps + warmup):
+        t0 = time.perf_counter()
+        v1, v2, labels = next(it)
+        views = torch.cat([v1, v2]).to(device)[None]  # (1, 2B, 3, 32, 32)
+        lab = torch.cat([labels, labels]).to(device)[None]
+        h = model.embed(views)
+        for l, block in enumerate(model.blocks):
+            h = block(h if l == 0 else h.detach())
+            loss = supcon_loss(layer_representation(h), lab, margin=margins[l], variant=cfg.loss.margin,
+                               stability=cfg.loss.stability, temperature=cfg.loss.temperature).loss.sum()
+            opts[l].zero_grad()
+            loss.backward()
+            opts[l].step()
+            loss.item()  # the original's per-block host sync
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+    return _rate(times, 2 * B)
+
+
+# -- (b), (c) cffaudit ----------------------------------------------------------------------
+
+
+def _timer(device: torch.device) -> Callable[[], Callable[[], float]]:
+    """start() -> stop() -> seconds, with CUDA events on a GPU."""
+    if device.type == "cuda":
+        def start():
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+
+            def stop() -> float:
+                b.record()
+                b.synchronize()
+                return a.elapsed_time(b) / 1000.0
+            return stop
+        return start
+
+    def start():
+        t0 = time.perf_counter()
+        return lambda: time.perf_counter() - t0
+    return start
+
+
+def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, warmup: int) -> dict[str, Any]:
+    from cffaudit.augment import build_augment
+    from cffaudit.data import make_synthetic
+    from cffaudit.loss import get_margin_variant
+    from cffaudit.model import CFFViT
+    from cffaudit.train.run import Runtime
+    from cffaudit.train.seeds import generator
+    from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer
+
+    rt = Runtime.from_config(cfg.override({"device": device.type}))
+    B, S = cfg.stage1.batch_size, ensemble
+    x, y = make_synthetic(B * 4, num_classes=10, seed=1)
+    x, y = x.to(device), y.to(device)
+    augment = build_augment("cifar", dataset="cifar10")
+    m = cfg.model
+    model = CFFViT(ensemble=S, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size)
+    model.init_weights([generator(k) for k in range(S)])
+    model.to(device)
+    opt = make_optimizer(model.parameters(), lr=cfg.stage1.lr, betas=(0.9, 0.999),
+                         weight_decay=cfg.stage1.weight_decay, device=device)
+    spec = LossSpec(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
+                    cfg.loss.temperature)
+    step_fn = Stage1Step(model, opt, spec, order=rt.step_order, autocast=rt.autocast(), compile=rt.compile)
+    gens = [generator(k, device) for k in range(S)]
+    order = torch.Generator().manual_seed(0)
+    start = _timer(device)
+    times, aug_times = [], []
+    for step in range(steps + warmup):
+        stop = start()
+        idx = torch.stack([torch.randperm(len(x), generator=order)[:B] for _ in range(S)]).to(device)
+        imgs = x[idx]  # (S, B, 3, 32, 32)
+        views = torch.stack([torch.cat([augment(imgs[k], gens[k]), augment(imgs[k], gens[k])]) for k in range(S)])
+        aug_t = stop()
+        labels = y[idx]
+        step_fn(views, torch.cat([labels, labels], dim=1))
+        total = stop()
+        if step >= warmup:
+            times.append(total)
+            aug_times.append(aug_t)
+    out = _rate(times, 2 * B * S)
+    out.update(ensemble=S, precision=rt.precision, compile=rt.compile, step_order=rt.step_order,
+               augment_s_per_step=sum(aug_times) / len(aug_times))
+    return out
+
+
+def _rate(times: list[float], views_per_step: int) -> dict[str, Any]:
+    mean = sum(times) / len(times)
+    return {"views_per_s": views_per_step / mean, "s_per_step": mean, "n_steps": len(times),
+            "min_s_per_step": min(times), "max_s_per_step": max(times), "views_per_step": views_per_step}
+
+
+def _where_time_goes(cfg: RunConfig, device: torch.device) -> list[dict[str, Any]]:
+    """Top operators of one cffaudit step (CPU profiler), for the CPU story."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        _cffaudit(cfg, device, 1, steps=1, warmup=0)
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1
+    return [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in rows]
+
+
+def run_benchmark(*, device: str = "auto", config: str = "paper", steps: int = 5, warmup: int = 2,
+                  seeds: int = 8, workers: int = 4, baseline: bool = True, profile: bool = True) -> dict[str, Any]:
+    """Measure (a) baseline, (b) solo and (c) `seeds` seeds; return the JSON record."""
+    from cffaudit.provenance import environment
+    from cffaudit.train.run import resolve_device
+
+    if config not in BENCH_CONFIGS:
+        raise ValueError(f"config: {config!r} is not one of {sorted(BENCH_CONFIGS)}")
+    if steps < 1 or warmup < 0 or seeds < 1:
+        raise ValueError("steps must be >= 1, warmup >= 0 and seeds >= 1")
+    dev = resolve_device(device)
+    cfg = RunConfig().override({**BENCH_CONFIGS[config], "device": dev.type})
+    m = cfg.model
+    rec: dict[str, Any] = {"config": config, "model": {"embed_dim": m.embed_dim, "depth": m.depth,
+                           "heads": m.heads, "patch_size": m.patch_size}, "batch_images": cfg.stage1.batch_size,
+                           "steps": steps, "warmup": warmup, "date": time.strftime("%Y-%m-%d")}
+    if baseline:
+        rec["baseline"] = _baseline(cfg, dev, steps, warmup, workers)
+        rec["baseline"]["dataloader_workers"] = workers
+        rec["baseline_views_per_s"] = rec["baseline"]["views_per_s"]
+    solo = _cffaudit(cfg, dev, 1, steps, warmup)
+    rec["solo"] = solo
+    rec["views_per_s"] = solo["views_per_s"]
+    if baseline:
+        rec["speedup"] = solo["views_per_s"] / rec["baseline_views_per_s"]
+    if seeds > 1:
+        multi = _cffaudit(cfg, dev, seeds, steps, warmup)
+        rec["multi_seed"] = multi
+        rec["multi_seed_views_per_s"] = multi["views_per_s"]
+        # time per seed with S together, relative to a solo run (target on H100: <= 1/3)
+        rec["multi_seed_time_per_seed_ratio"] = (multi["s_per_step"] / seeds) / solo["s_per_step"]
+    flops_view = stage1_flops_per_view(m.embed_dim, m.depth, m.patch_size, batch_views=2 * cfg.stage1.batch_size)
+    best = rec.get("multi_seed", solo)
+    rec["flops_per_view"] = flops_view
+    rec["achieved_flops_per_s"] = {"solo": flops_view * solo["views_per_s"],
+                                   "best": flops_view * best["views_per_s"]}
+    env = environment(dev)
+    name = env.get("device_name", "")
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    prec = solo["precision"]
+    rec["peak_flops_per_s"] = peak[prec] if peak else None
+    rec["fraction_of_peak"] = (rec["achieved_flops_per_s"]["best"] / peak[prec]) if peak else None
+    # Projection of a full paper-protocol run (600 + 50 epochs on 45k images) from the
+    # measured solo rate. Stage 2 with an augmented view per probe epoch is a forward
+    # pass per image, about a third of a training step per view.
+    s1 = PAPER_EPOCHS[0] * PAPER_TRAIN_IMAGES * 2 / solo["views_per_s"]
+    s2 = PAPER_EPOCHS[1] * PAPER_TRAIN_IMAGES / (3 * solo["views_per_s"])
+    rec["projected_paper_run_s"] = {"stage1": s1, "stage2": s2, "total": s1 + s2,
+                                    "per_seed_in_ensemble": (s1 + s2) * rec.get("multi_seed_time_per_seed_ratio", 1.0)}
+    if profile:
+        rec["where_time_goes"] = _where_time_goes(cfg, dev)
+    rec["env"] = env
+    return rec
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def add_bench_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure stage-1 throughput against the original code's structure")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--config", default="paper", choices=sorted(BENCH_CONFIGS))
+    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after warm-up)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    p.add_argument("--seeds", type=int, default=8, help="ensemble size of measurement (c)")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the baseline (the original's 4)")
+    p.add_argument("--no-baseline", action="store_true", help="skip (a)")
+    p.add_argument("--no-profile", action="store_true", help="skip the per-operator breakdown")
+    p.add_argument("--json", type=Path, default=None, help="write the record here")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from cffaudit.atomic import atomic_write_json
+    from cffaudit.cli import CLIError
+
+    try:
+        rec = run_benchmark(device=args.device, config=args.config, steps=args.steps, warmup=args.warmup,
+                            seeds=args.seeds, workers=args.workers, baseline=not args.no_baseline,
+                            profile=not args.no_profile)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(format_summary(rec))
+    if args.json:
+        atomic_write_json(args.json, rec)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def format_summary(rec: dict[str, Any]) -> str:
+    env = rec["env"]
+    lines = [f"cffaudit bench: config {rec['config']} {rec['model']}, batch {rec['batch_images']} images "
+             f"(x2 views), n = {rec['steps']} timed steps after {rec['warmup']} warm-up",
+             f"device {env.get('device_name')} ({env.get('device')}), torch {env.get('torch')}, "
+             f"cffaudit {env.get('version')} {env.get('git_revision') or ''}"]
+    if "baseline" in rec:
+        lines.append(f"  (a) original structure : {rec['baseline_views_per_s']:10.1f} views/s")
+    s = rec["solo"]
+    lines.append(f"  (b) cffaudit, 1 seed   : {s['views_per_s']:10.1f} views/s "
+                 f"[{s['precision']}, compile={s['compile']}, {s['step_order']}]"
+                 + (f"  speedup x{rec['speedup']:.2f}" if "speedup" in rec else ""))
+    if "multi_seed" in rec:
+        ms = rec["multi_seed"]
+        lines.append(f"  (c) cffaudit, {ms['ensemble']} seeds  : {ms['views_per_s']:10.1f} views/s; time per seed "
+                     f"= {rec['multi_seed_time_per_seed_ratio']:.2f} x solo")
+    if rec.get("fraction_of_peak") is not None:
+        lines.append(f"  achieved {rec['achieved_flops_per_s']['best'] / 1e12:.1f} TFLOP/s, "
+                     f"{100 * rec['fraction_of_peak']:.1f}% of peak")
+    proj = rec["projected_paper_run_s"]
+    lines.append(f"  projected paper-protocol run (600+50 epochs, 45k images): {proj['total'] / 60:.1f} min solo, "
+                 f"{proj['per_seed_in_ensemble'] / 60:.1f} min per seed in an ensemble")
+    if rec.get("where_time_goes"):
+        top = ", ".join(f"{r['op']} {100 * r['self_cpu_share']:.0f}%" for r in rec["where_time_goes"][:5])
+        lines.append(f"  where the time goes (CPU self time, 1 step): {top}")
+    return "\n".join(lines)
+
