@@ -65,7 +65,7 @@ def test_dry_run_expands_without_creating_the_store(tmp_path, write_spec, capsys
     assert rc == 0 and not (tmp_path / "s").exists()
     assert "2 run(s) shared across conditions" in out and "gradient-neutral" in out
     assert "margin_schedule=low margin=subtract: 2 run(s), 0 done" in out
-    assert "dry run: 6 of 6 run(s) would run" in out
+    assert "dry run: 6 of 6 run(s) would be trained" in out
 
 
 # -- slow: real training ----------------------------------------------------------------------

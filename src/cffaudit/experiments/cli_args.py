@@ -117,7 +117,7 @@ def _check_design(store, expansion) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from cffaudit.cli import CLIError
     from cffaudit.experiments.store import RunStore
-    from cffaudit.experiments.sweep import run_sweep
+    from cffaudit.experiments.sweep import finished_result, run_sweep
 
     spec = _load(args)
     expansion = spec.expand(_overrides(args))  # every config built: bad specs stop here
@@ -138,8 +138,15 @@ def _sweep(args: argparse.Namespace) -> int:
             ids = [r.run_id for r in expansion.runs if cond.levels in r.conditions]
             finished = sum(1 for i in ids if done.get(i) == "done")
             print(f"  {cond.label}: {len(ids)} run(s), {finished} done  [{' '.join(ids)}]")
-        todo = sum(1 for r in expansion.runs if done.get(r.run_id) != "done")
-        print(f"dry run: {todo} of {len(expansion.runs)} run(s) would run (nothing was trained)")
+        todo = [r.run_id for r in expansion.runs if done.get(r.run_id) != "done"]
+        reusable = 0
+        for other in [Path(p) for p in list(spec.reuse) + list(args.reuse)]:
+            found = [rid for rid in todo if finished_result(other / "runs" / rid / "result.json", rid)]
+            print(f"reuse {other}: {len(found)} finished run(s) with the same ids to copy")
+            todo = [rid for rid in todo if rid not in found]
+            reusable += len(found)
+        print(f"dry run: {len(todo)} of {len(expansion.runs)} run(s) would be trained"
+              + (f", {reusable} copied" if reusable else "") + " (nothing was trained)")
         return 0
 
     executor = _executor(args)

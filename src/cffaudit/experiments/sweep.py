@@ -459,7 +459,7 @@ def _duration(seconds: float) -> str:
 # -- recovery and reuse ------------------------------------------------------------------
 
 
-def _finished_result(result_path: Path, run_id: str) -> Optional[dict[str, Any]]:
+def finished_result(result_path: Path, run_id: str) -> Optional[dict[str, Any]]:
     """The result at `result_path` if it is a finished ('done') result of run `run_id`."""
     try:
         result = json.loads(result_path.read_text())
@@ -479,7 +479,7 @@ def _finished_result(result_path: Path, run_id: str) -> Optional[dict[str, Any]]
 def _recover_finished(store: RunStore, run_id: str) -> bool:
     """Record a run whose worker finished (result.json done) but whose driver died
     before recording it, instead of training it again."""
-    result = _finished_result(store.run_dir(run_id) / "result.json", run_id)
+    result = finished_result(store.run_dir(run_id) / "result.json", run_id)
     if result is None:
         return False
     store.finish(
@@ -495,7 +495,7 @@ def _import_reused(store: RunStore, run_id: str, reuse_dirs: list[Path]) -> bool
     """Copy a finished run with the same id from another store (result, log, checkpoint)."""
     for other in reuse_dirs:
         src = other / "runs" / run_id
-        result = _finished_result(src / "result.json", run_id)
+        result = finished_result(src / "result.json", run_id)
         if result is None:
             continue
         dst = store.run_dir(run_id)
