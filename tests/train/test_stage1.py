@@ -103,3 +103,22 @@ def test_ensemble_seed_matches_solo_run():
     for k, solo in enumerate(solos):
         for p, q in zip(ens.parameters(), solo.parameters()):
             assert torch.allclose(p[k], q[0], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_gpu_style_step_compiled_bf16_runs_and_tracks_fp32():
+    """The GPU path (fused order, bf16 autocast, torch.compile) exercised on the CPU:
+    it must run, keep the loss in float32 and stay close to the eager float32 step."""
+    spec = LossSpec(MARGINS, get_margin_variant("clamp"), "detach", 0.15)
+    x, y = batch(0)
+    losses = {}
+    for name, kwargs in {"fp32": {}, "bf16_compiled": {
+            "autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16), "compile": True}}.items():
+        model = tiny_model()
+        opt = make_optimizer(model.parameters(), lr=0.004, betas=(0.9, 0.999), weight_decay=0.01,
+                             device=torch.device("cpu"))
+        step = Stage1Step(model, opt, spec, order="fused", **kwargs)
+        losses[name] = [step(x, y) for _ in range(2)]
+    for a, b in zip(losses["fp32"], losses["bf16_compiled"]):
+        assert b.dtype == torch.float32 and torch.isfinite(b)
+        assert torch.allclose(a, b, rtol=0.05)

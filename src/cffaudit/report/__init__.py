@@ -5,8 +5,24 @@ runs into variance audits; `reproduce_paper` recomputes the seed paper's tables.
 matplotlib is imported only by the figure code.
 """
 
-from cffaudit.report.analysis import Analysis, DesignAudit, analyze_runs, apply_where, parse_where
-from cffaudit.report.runs import RunLoadError, flatten_result, load_run_histories, load_runs, read_tidy_csv
+import importlib
+from typing import Any
+
+# Exports resolve on first use (PEP 562), so that registering the CLI's commands, which
+# imports `cffaudit.report.cli_args`, does not pay for pandas and statsmodels.
+_EXPORTS = {
+    "Analysis": "analysis", "DesignAudit": "analysis", "analyze_runs": "analysis",
+    "apply_where": "analysis", "parse_where": "analysis",
+    "RunLoadError": "runs", "flatten_result": "runs", "load_run_histories": "runs",
+    "load_runs": "runs", "read_tidy_csv": "runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"cffaudit.report.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'cffaudit.report' has no attribute {name!r}")
+
 
 __all__ = [
     "Analysis",

@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from cffaudit.config import RunConfig
+
+if TYPE_CHECKING:  # torch loads when a benchmark runs, not when the CLI registers `bench`
+    import torch
 
 BENCH_CONFIGS: dict[str, dict[str, Any]] = {
     "paper": {"model.embed_dim": 128, "model.depth": 8, "model.heads": 4, "model.patch_size": 4,
@@ -65,32 +66,37 @@ def stage1_flops_per_view(embed_dim: int, depth: int, patch_size: int, image_siz
 # -- (a) the baseline structure -----------------------------------------------------------
 
 
-class _PerImageTwoViews(torch.utils.data.Dataset):
-    """CPU, per image, the way torchvision transforms run inside a DataLoader worker."""
+def _per_image_two_views(images, labels, mean, std, padding: int = 12):
+    """A Dataset doing CPU augmentation per image, as torchvision transforms in a DataLoader worker."""
+    import torch
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, padding: int = 12) -> None:
-        self.images, self.labels, self.padding = images, labels, padding
-        self.mean = torch.tensor(mean).view(3, 1, 1)
-        self.std = torch.tensor(std).view(3, 1, 1)
+    class PerImageTwoViews(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.mean = torch.tensor(mean).view(3, 1, 1)
+            self.std = torch.tensor(std).view(3, 1, 1)
 
-    def __len__(self) -> int:
-        return len(self.images)
+        def __len__(self) -> int:
+            return len(images)
 
-    def _view(self, img: torch.Tensor) -> torch.Tensor:
-        p = self.padding
-        padded = torch.nn.functional.pad(img, (p, p, p, p))
-        i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
-        out = padded[:, i:i + img.shape[1], j:j + img.shape[2]]
-        if torch.rand(()) < 0.5:
-            out = out.flip(-1)
-        return (out.float() / 255 - self.mean) / self.std
+        def _view(self, img: torch.Tensor) -> torch.Tensor:
+            p = padding
+            padded = torch.nn.functional.pad(img, (p, p, p, p))
+            i, j = (int(v) for v in torch.randint(0, 2 * p + 1, (2,)))
+            out = padded[:, i:i + img.shape[1], j:j + img.shape[2]]
+            if torch.rand(()) < 0.5:
+                out = out.flip(-1)
+            return (out.float() / 255 - self.mean) / self.std
 
-    def __getitem__(self, idx: int):
-        img = self.images[idx]
-        return self._view(img), self._view(img), self.labels[idx]
+        def __getitem__(self, idx: int):
+            img = images[idx]
+            return self._view(img), self._view(img), labels[idx]
+
+    return PerImageTwoViews()
 
 
 def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, workers: int) -> dict[str, Any]:
+    import torch
+
     from cffaudit.augment import NORMALISATION
     from cffaudit.data import make_synthetic
     from cffaudit.loss import supcon_loss
@@ -100,7 +106,7 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
     B = cfg.stage1.batch_size
     x, y = make_synthetic(B * (steps + warmup), num_classes=10, seed=1)
     mean, std = NORMALISATION["cifar10"]
-    loader = torch.utils.data.DataLoader(_PerImageTwoViews(x, y, mean, std), batch_size=B, shuffle=True,
+    loader = torch.utils.data.DataLoader(_per_image_two_views(x, y, mean, std), batch_size=B, shuffle=True,
                                          num_workers=workers, drop_last=True, persistent_workers=workers > 0)
     m = cfg.model
     model = CFFViT(ensemble=1, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size)
@@ -135,6 +141,8 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
 
 def _timer(device: torch.device) -> Callable[[], Callable[[], float]]:
     """start() -> stop() -> seconds, with CUDA events on a GPU."""
+    import torch
+
     if device.type == "cuda":
         def start():
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -154,6 +162,8 @@ def _timer(device: torch.device) -> Callable[[], Callable[[], float]]:
 
 
 def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, warmup: int) -> dict[str, Any]:
+    import torch
+
     from cffaudit.augment import build_augment
     from cffaudit.data import make_synthetic
     from cffaudit.loss import get_margin_variant
