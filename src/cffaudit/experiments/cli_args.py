@@ -149,7 +149,8 @@ def _sweep(args: argparse.Namespace) -> int:
               + (f", {reusable} copied" if reusable else "") + " (nothing was trained)")
         return 0
 
-    executor = _executor(args)
+    # Runs pinned to the CPU (by --device or the spec) must not hold GPUs.
+    executor = _executor(args, cpu_only=all(r.config.device == "cpu" for r in expansion.runs))
     report = run_sweep(
         spec,
         args.store,
@@ -178,7 +179,7 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _executor(args: argparse.Namespace):
+def _executor(args: argparse.Namespace, cpu_only: bool = False):
     from cffaudit.cli import CLIError
     from cffaudit.experiments.executors import LocalExecutor, RayExecutor, local_gpu_count
 
@@ -187,11 +188,11 @@ def _executor(args: argparse.Namespace):
             raise CLIError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
         if args.max_retries < 0:
             raise CLIError(f"--max-retries must be >= 0, got {args.max_retries}")
-        gpus = 0 if args.device == "cpu" else None
+        gpus = 0 if cpu_only else None
         return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=args.cpus_per_run, max_retries=args.max_retries)
     if args.address is not None:
         raise CLIError("--address only applies to --executor ray")
-    gpus = [] if args.device == "cpu" else list(range(local_gpu_count()))
+    gpus = [] if cpu_only else list(range(local_gpu_count()))
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     if len(gpus) > 1:

@@ -243,11 +243,15 @@ class RunStore:
                     conn.execute("UPDATE runs SET conditions = ? WHERE run_id = ?", (json.dumps(conditions), rid))
         return added
 
-    def requeue(self, status: str) -> list[str]:
-        """Set every run with `status` back to queued (their checkpoints stay)."""
+    def requeue(self, status: str, run_ids: Optional[list[str]] = None) -> list[str]:
+        """Set the runs with `status` (all, or those among `run_ids`) back to queued.
+        Their checkpoints stay, so they resume."""
         with self._tx() as conn:
             ids = [r[0] for r in conn.execute("SELECT run_id FROM runs WHERE status = ?", (status,))]
-            conn.execute("UPDATE runs SET status = 'queued' WHERE status = ?", (status,))
+            if run_ids is not None:
+                wanted = set(run_ids)
+                ids = [i for i in ids if i in wanted]
+            conn.executemany("UPDATE runs SET status = 'queued' WHERE run_id = ?", [(i,) for i in ids])
         return ids
 
     def claim(self, run_id: str, worker: Optional[str] = None) -> int:

@@ -312,7 +312,7 @@ def run_sweep(
         if report.requeued:
             say(f"requeued {len(report.requeued)} run(s) interrupted by an earlier sweep; they resume from their checkpoints")
         if retry_failed:
-            retried = store.requeue("failed")
+            retried = store.requeue("failed", ids)
             if retried:
                 say(f"retrying {len(retried)} failed run(s)")
 
