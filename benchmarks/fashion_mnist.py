@@ -22,7 +22,8 @@ from cffaudit.train.run import train_run
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs-stage1", type=int, default=3)
-    p.add_argument("--epochs-stage2", type=int, default=10)
+    p.add_argument("--epochs-stage2", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit-train", type=int, default=10_000)
     p.add_argument("--margin", default="clamp")
     p.add_argument("--seed", type=int, default=0)
@@ -34,6 +35,7 @@ def main() -> None:
         "data.dataset": "fashion_mnist", "data.data_dir": args.data_dir, "data.limit_train": args.limit_train,
         "model.embed_dim": 64, "model.depth": 4, "model.heads": 4,
         "stage1.epochs": args.epochs_stage1, "stage2.epochs": args.epochs_stage2,
+        "stage1.batch_size": args.batch_size,
         "stage2.probe_augment": args.probe_augment, "loss.margin": args.margin, "seed": args.seed,
         "device": "cpu",
     })
@@ -46,6 +48,7 @@ def main() -> None:
         "test_acc": res["test_acc"], "best_val_acc": res["best_val_acc"], "wall_s": round(wall, 1),
         "stage1_s": round(res["timing"]["stage1_s"], 1), "stage2_s": round(res["timing"]["stage2_s"], 1),
         "train_images": res["data"]["train"], "epochs_stage1": args.epochs_stage1,
+        "batch_size": args.batch_size,
         "epochs_stage2": args.epochs_stage2, "probe_augment": args.probe_augment,
         "car_layer0_last_epoch": [h for h in res["history"] if h["stage"] == 1][-1]["layers"][0]["car"],
         "device": res["env"].get("device_name"), "threads": torch.get_num_threads(),

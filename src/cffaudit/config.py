@@ -29,6 +29,7 @@ class DataConfig:
     download: bool = False
     augment: str = "auto"
     limit_train: Optional[int] = None
+    limit_val: Optional[int] = None
     # Sizes of the synthetic dataset (ignored for real datasets).
     synthetic_train: int = 5000
     synthetic_test: int = 1000
@@ -212,6 +213,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError("stage1.batch_size: a contrastive batch needs at least 2 images")
     if cfg.data.limit_train is not None and cfg.data.limit_train < 2:
         raise ValueError(f"data.limit_train: must be >= 2, got {cfg.data.limit_train}")
+    if cfg.data.limit_val is not None and cfg.data.limit_val < 1:
+        raise ValueError(f"data.limit_val: must be >= 1, got {cfg.data.limit_val}")
     for name in ("synthetic_train", "synthetic_test"):
         positive(f"data.{name}", getattr(cfg.data, name))
     if cfg.data.synthetic_classes < 2:

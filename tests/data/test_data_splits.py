@@ -238,6 +238,15 @@ def test_limit_train_keeps_the_first_images_after_the_split():
         load_splits("synthetic", synthetic_train=400, limit_train=361)
 
 
+def test_limit_val_keeps_the_first_validation_images_and_the_same_training_set():
+    full = load_splits("synthetic", synthetic_train=400, split_seed=1)
+    limited = load_splits("synthetic", synthetic_train=400, split_seed=1, limit_val=7)
+    assert torch.equal(limited.val_x, full.val_x[:7]) and torch.equal(limited.val_y, full.val_y[:7])
+    assert torch.equal(limited.train_x, full.train_x)
+    with pytest.raises(DatasetError, match="limit_val=41"):
+        load_splits("synthetic", synthetic_train=400, limit_val=41)
+
+
 # -- synthetic data --------------------------------------------------------------------
 
 def test_synthetic_is_deterministic_and_splits_are_distinct_streams():

@@ -198,6 +198,7 @@ def load_splits(
     download: bool = False,
     split_seed: int = 0,
     limit_train: int | None = None,
+    limit_val: int | None = None,
     synthetic_train: int = 5000,
     synthetic_test: int = 1000,
     synthetic_classes: int = 10,
@@ -213,6 +214,8 @@ def load_splits(
         split_seed: seed of the permutation that holds out the validation set (10% of the
             training set: 5000 for CIFAR). The training set keeps the permuted order.
         limit_train: keep only the first N training images after the split.
+        limit_val: keep only the first N validation images (for quick runs; the
+            held-out set itself, and so the training set, does not change).
         synthetic_train, synthetic_test, synthetic_classes: sizes of the synthetic dataset
             (ignored for real datasets).
         progress: show download progress bars.
@@ -228,6 +231,8 @@ def load_splits(
         raise DatasetError(f"split_seed: must be an integer, got {split_seed!r}")
     if limit_train is not None:
         _positive_int("limit_train", limit_train)
+    if limit_val is not None:
+        _positive_int("limit_val", limit_val)
     if dataset == "synthetic":
         _positive_int("synthetic_train", synthetic_train, 2)
         _positive_int("synthetic_test", synthetic_test)
@@ -253,6 +258,13 @@ def load_splits(
                 "after the validation split; use a smaller --limit-train or none"
             )
         train_idx = train_idx[:limit_train]
+    if limit_val is not None:
+        if limit_val > val_idx.numel():
+            raise DatasetError(
+                f"limit_val={limit_val} exceeds the {val_idx.numel()} validation images of {dataset}; "
+                "use a smaller --limit-val or none"
+            )
+        val_idx = val_idx[:limit_val]
     return Splits(
         name=dataset,
         num_classes=num_classes,

@@ -15,6 +15,7 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--data-dir": ("data.data_dir", str, "folder holding the dataset files (default: per-dataset cache)"),
     "--augment": ("data.augment", str, f"augmentation preset: {', '.join(C.AUGMENT_PRESETS)}"),
     "--limit-train": ("data.limit_train", int, "use the first N training images after the split"),
+    "--limit-val": ("data.limit_val", int, "use the first N validation images (quick runs)"),
     "--synthetic-train": ("data.synthetic_train", int, "synthetic dataset: training+validation images"),
     "--synthetic-test": ("data.synthetic_test", int, "synthetic dataset: test images"),
     "--margin": ("loss.margin", str, "clamp | subtract | none"),

@@ -94,7 +94,7 @@ def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.dev
 
     splits = [
         load_splits(cfg.data.dataset, data_dir=cfg.data.data_dir, download=cfg.data.download,
-                    split_seed=s, limit_train=cfg.data.limit_train,
+                    split_seed=s, limit_train=cfg.data.limit_train, limit_val=cfg.data.limit_val,
                     synthetic_train=cfg.data.synthetic_train, synthetic_test=cfg.data.synthetic_test,
                     synthetic_classes=cfg.data.synthetic_classes, progress=progress)
         for s in split_seeds
@@ -221,7 +221,7 @@ class _Ensemble:
         self.opt2.load_state_dict(st["opt2"])
         for name, states in st["gens"].items():
             for g, s in zip(getattr(self, name), states):
-                g.set_state(s.cpu() if g.device.type == "cpu" else s)
+                g.set_state(s.cpu())  # generator states are CPU byte tensors, CUDA generators too
         self.stage, self.epoch = st["stage"], st["epoch"]
         self.history, self.failed, self.best = st["history"], st["failed"], [tuple(b) for b in st["best"]]
         self.timing = st["timing"]
