@@ -59,6 +59,9 @@ class Runtime:
         gpu = device.type == "cuda"
         precision = cfg.perf.precision if cfg.perf.precision != "auto" else ("bf16" if gpu else "fp32")
         compile_ = {"auto": gpu, "on": True, "off": False}[cfg.perf.compile]
+        # Measured at the paper configuration on a 2-core CPU (2026-11-22): 15.8 s per step
+        # per-block vs 22.0 s fused (the per-block order frees each block's activations
+        # early). On a GPU one backward means fewer, larger launches and one compiled graph.
         order = cfg.stage1.step_order if cfg.stage1.step_order != "auto" else ("fused" if gpu else "per_block")
         return cls(device, precision, compile_, order)
 
