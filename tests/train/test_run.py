@@ -108,3 +108,24 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     a = json.loads((tmp_path / "full" / "result.json").read_text())
     b = json.loads((tmp_path / "killed" / "result.json").read_text())
     assert metrics(a) == metrics(b)
+
+
+def test_ensemble_member_gets_the_solo_run_weights_split_order_and_augmentations(tmp_path, tiny_config):
+    import torch
+
+    from cffaudit.train.run import _Ensemble
+
+    ens = _Ensemble(tiny_config, [1, 2], [tmp_path / "a", tmp_path / "b"], tmp_path / "e.pt", False)
+    solo = _Ensemble(tiny_config, [2], [tmp_path / "s"], tmp_path / "s.pt", False)
+    ens.build()
+    solo.build()
+    for p, q in zip(ens.model.parameters(), solo.model.parameters()):
+        assert torch.equal(p[1], q[0])
+    assert not torch.equal(next(ens.model.parameters())[0], next(solo.model.parameters())[0])
+    for split in ("train_x", "train_y", "val_x", "test_x"):
+        assert torch.equal(getattr(ens.data, split)[1], getattr(solo.data, split)[0])
+    n = ens.data.sizes["train"]
+    assert torch.equal(torch.randperm(n, generator=ens.gen_data[1]), torch.randperm(n, generator=solo.gen_data[0]))
+    x_ens, x_solo = ens.data.train_x[:, :16], solo.data.train_x[:, :16]
+    for _ in range(2):  # successive batches keep matching
+        assert torch.equal(ens._views(x_ens, ens.gen_aug)[1], solo._views(x_solo, solo.gen_aug)[0])
