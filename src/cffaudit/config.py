@@ -67,6 +67,9 @@ class Stage1Config:
     batch_size: int = 512
     # "auto" picks per device: per-block backward on CPU, fused backward elsewhere.
     step_order: Literal["auto", "per_block", "fused"] = "auto"
+    # Encoder handed to the probe: the last epoch's, or (as the original CFF code) the
+    # epoch with the lowest last-layer validation loss, chosen per seed.
+    select: Literal["last", "best_val_loss"] = "last"
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def validate(cfg: RunConfig) -> None:
     choice("loss.stability", cfg.loss.stability, STABILITIES)
     choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))
     choice("stage1.step_order", cfg.stage1.step_order, ("auto", "per_block", "fused"))
+    choice("stage1.select", cfg.stage1.select, ("last", "best_val_loss"))
     choice("stage2.probe_augment", cfg.stage2.probe_augment, PROBE_AUGMENT)
     choice("device", cfg.device, DEVICES)
     for name in ("embed_dim", "depth", "heads", "patch_size", "image_size", "in_chans"):

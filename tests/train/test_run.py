@@ -129,3 +129,31 @@ def test_ensemble_member_gets_the_solo_run_weights_split_order_and_augmentations
     x_ens, x_solo = ens.data.train_x[:, :16], solo.data.train_x[:, :16]
     for _ in range(2):  # successive batches keep matching
         assert torch.equal(ens._views(x_ens, ens.gen_aug)[1], solo._views(x_solo, solo.gen_aug)[0])
+
+
+def test_best_val_loss_selection_probes_the_selected_epoch(tmp_path, tiny_config):
+    import torch
+
+    from cffaudit.train.run import _Ensemble
+
+    cfg = tiny_config.override({"stage1.select": "best_val_loss", "stage1.epochs": 3, "stage2.epochs": 1})
+    res = train_run(cfg, tmp_path / "best")
+    val = [r["layers"][-1]["val_loss"] for r in res["history"] if r["stage"] == 1]
+    assert res["status"] == "done" and res["stage1_selected_epoch"] == val.index(min(val))
+    assert train_run(tiny_config, tmp_path / "last")["stage1_selected_epoch"] == tiny_config.stage1.epochs - 1
+
+    # The selected seed slices are restored, and only those: seed 0 keeps epoch 0, seed 1 epoch 1.
+    ens = _Ensemble(cfg, [1, 2], [tmp_path / "a", tmp_path / "b"], tmp_path / "e.pt", False)
+    ens.build()
+    snapshots = []
+    for epoch, losses in enumerate([(1.0, 5.0), (2.0, 4.0)]):
+        ens.epoch = epoch
+        with torch.no_grad():
+            for p in ens.model.parameters():
+                p.add_(1.0)
+        snapshots.append([p.detach().clone() for p in ens.model.parameters()])
+        for k, loss in enumerate(losses):
+            ens._track_best_encoder(k, loss)
+    ens.select_encoder()
+    for p, first, second in zip(ens.model.parameters(), *snapshots):
+        assert torch.equal(p[0], first[0]) and torch.equal(p[1], second[1])

@@ -32,6 +32,7 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--batch-size": ("stage1.batch_size", int, "stage-1 images per batch (512; two views each)"),
     "--lr1": ("stage1.lr", float, "stage-1 AdamW learning rate (0.004)"),
     "--step-order": ("stage1.step_order", str, "auto | per_block | fused (same updates; speed only)"),
+    "--stage1-select": ("stage1.select", str, "last | best_val_loss (the original code's choice): encoder given to the probe"),
     "--epochs-stage2": ("stage2.epochs", int, "linear-probe epochs (50)"),
     "--lr2": ("stage2.lr", float, "probe AdamW learning rate (0.0005)"),
     "--probe-augment": ("stage2.probe_augment", str, "view (one augmented view per image, as the original) | none (cached features, faster)"),

@@ -150,6 +150,10 @@ class _Ensemble:
         self.failed: list[str | None] = [None] * self.S
         self.timing: dict[str, float] = {"stage1_s": 0.0, "stage2_s": 0.0, "data_s": 0.0}
         self.best = [(-1.0, math.nan, -1)] * self.S  # (val_acc, test_acc, epoch) per seed
+        # stage1.select == "best_val_loss": per seed, (last-layer val loss, epoch), and the
+        # encoder weights of that epoch (each seed's slice of every parameter).
+        self.best_encoder: list[tuple[float, int]] = [(math.inf, -1)] * self.S
+        self.best_encoder_state: dict[str, torch.Tensor] | None = None
         self.stage, self.epoch = 1, 0  # the next epoch to run
 
     # -- setup ---------------------------------------------------------------------------
@@ -200,6 +204,7 @@ class _Ensemble:
             "gens": {name: [g.get_state() for g in getattr(self, name)]
                      for name in ("gen_data", "gen_aug", "gen_probe", "gen_probe_order")},
             "history": self.history, "failed": self.failed, "best": self.best, "timing": self.timing,
+            "best_encoder": self.best_encoder, "best_encoder_state": self.best_encoder_state,
         }
 
     def save(self) -> None:
@@ -227,6 +232,8 @@ class _Ensemble:
                 g.set_state(s.cpu())  # generator states are CPU byte tensors, CUDA generators too
         self.stage, self.epoch = st["stage"], st["epoch"]
         self.history, self.failed, self.best = st["history"], st["failed"], [tuple(b) for b in st["best"]]
+        self.best_encoder = [tuple(b) for b in st["best_encoder"]]
+        self.best_encoder_state = st["best_encoder_state"]
         self.timing = st["timing"]
         return True
 
@@ -273,12 +280,35 @@ class _Ensemble:
         for k in range(self.S):
             self.history[k].append({"stage": 1, "epoch": self.epoch, "time_s": elapsed,
                                     "steps": stats.steps, "layers": records[k]})
+            self._track_best_encoder(k, records[k][-1].get("val_loss"))
             if self.failed[k] is None:
                 for rec in records[k]:
                     if not math.isfinite(rec["loss"]):
                         self.failed[k] = (f"non-finite loss ({rec['loss']}) at layer {rec['layer']} in stage-1 "
                                           f"epoch {self.epoch}; lower --lr1 or check the data")
                         break
+
+    def _track_best_encoder(self, k: int, val_loss: float | None) -> None:
+        if self.cfg.stage1.select != "best_val_loss" or val_loss is None or not math.isfinite(val_loss):
+            return
+        if val_loss < self.best_encoder[k][0]:
+            self.best_encoder[k] = (val_loss, self.epoch)
+            state = self.model.state_dict()
+            if self.best_encoder_state is None:
+                self.best_encoder_state = {n: t.detach().clone() for n, t in state.items()}
+            else:
+                for n, t in state.items():
+                    self.best_encoder_state[n][k].copy_(t[k])
+
+    def select_encoder(self) -> None:
+        """Load each seed's selected stage-1 epoch before the probe (no-op for "last")."""
+        if self.cfg.stage1.select == "best_val_loss" and self.best_encoder_state is not None:
+            with torch.no_grad():
+                state = self.model.state_dict()
+                for k, (_, epoch) in enumerate(self.best_encoder):
+                    if epoch >= 0:
+                        for n, t in state.items():
+                            t[k].copy_(self.best_encoder_state[n][k])
 
     # -- stage 2 -------------------------------------------------------------------------
     def _eval_images(self, x: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
@@ -350,6 +380,7 @@ class _Ensemble:
                             + f" | CAR0 {layers[0]['car']:.3f}", refresh=False)
                         bar.update(1)
                     self.save()
+                self.select_encoder()
                 self.stage, self.epoch = 2, 0
                 self.save()
             while self.epoch < cfg.stage2.epochs and not all(self.failed):
@@ -385,6 +416,8 @@ class _Ensemble:
                 "test_acc": self.best[k][1] if done else None,
                 "best_val_acc": self.best[k][0] if done else None,
                 "best_epoch": self.best[k][2] if done else None,
+                "stage1_selected_epoch": (self.best_encoder[k][1] if self.cfg.stage1.select == "best_val_loss"
+                                          else self.cfg.stage1.epochs - 1),
                 "history": self.history[k],
                 "timing": {**self.timing, "ensemble_size": self.S},
                 "env": env,
