@@ -18,6 +18,8 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -30,6 +32,17 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    return _atomic_write(path, lambda f: f.write(data), "wb")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

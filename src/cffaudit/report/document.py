@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Union
 
-from cffaudit.atomic import _atomic_write, atomic_write_text
+from cffaudit.atomic import atomic_write_bytes, atomic_write_text
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -187,7 +187,7 @@ class ReportDocument:
         figdir.mkdir(parents=True, exist_ok=True)
         for f in self.figures:
             # The project's atomic writer has no public bytes variant; its core takes a mode.
-            _atomic_write(figdir / f"{f.name}.png", lambda fh, png=f.png: fh.write(png), "wb")
+            atomic_write_bytes(figdir / f"{f.name}.png", f.png)
         html_path, md_path = out / f"{stem}.html", out / f"{stem}.md"
         atomic_write_text(html_path, self.to_html())
         atomic_write_text(md_path, self.to_markdown())
