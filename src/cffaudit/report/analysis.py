@@ -115,6 +115,13 @@ def _design_columns(frame: pd.DataFrame, compare: str, factor: Optional[str]) ->
     return [c for c in cols if c not in (compare, factor)]
 
 
+# Factor names of sweep specs (and their config paths) -> the run table's columns.
+FACTOR_COLUMNS = {
+    "augment": "augmentation", "data.augment": "augmentation", "data.dataset": "dataset",
+    "loss.margin": "margin", "loss.stability": "stability", "loss.margin_schedule": "margin_schedule",
+}
+
+
 def analyze_runs(
     frame: pd.DataFrame,
     *,
@@ -147,6 +154,7 @@ def analyze_runs(
             from every design, or no finished run is left after filtering.
     """
     levels = tuple(levels)
+    compare, factor = FACTOR_COLUMNS.get(compare, compare), FACTOR_COLUMNS.get(factor, factor)
     total = len(frame)
     selected = apply_where(frame, where or {})
     status = selected["status"].astype(str)

@@ -71,7 +71,7 @@ def _analysis(args: argparse.Namespace):
             frame,
             compare=args.compare,
             levels=levels,
-            factor=args.factor,
+            factor=args.factor if args.factor is not None else _spec_factor(args.store, args.compare),
             pool=args.pool,
             where=where,
             n_resamples=args.resamples,
@@ -82,6 +82,25 @@ def _analysis(args: argparse.Namespace):
     except (RunLoadError, ValueError) as exc:
         raise _cli_error(str(exc)) from None
     return analysis
+
+
+def _spec_factor(store, compare: str):
+    """With --store and no --factor: the spec's one other factor, if it has exactly one."""
+    if not store or not (Path(store) / "store.sqlite").exists():
+        return None
+    from cffaudit.experiments.store import StoreError, store_factors
+    from cffaudit.report.analysis import FACTOR_COLUMNS
+
+    try:
+        factors = store_factors(store)
+    except (StoreError, OSError, ValueError):
+        return None
+    column = lambda name: FACTOR_COLUMNS.get(name, name)  # noqa: E731
+    others = [f for f in factors if column(f) != column(compare)]
+    if len(others) == 1:
+        print(f"factor from the store's spec: {others[0]}", file=sys.stderr)
+        return others[0]
+    return None
 
 
 def _write_json(path: str, payload: dict) -> None:

@@ -164,11 +164,44 @@ def _result_files(path: Path) -> Iterator[Path]:
 
 
 def _store_files(store: Path) -> Iterator[Path]:
-    """Result files of a run store. For now a store is `runs/<run_id>/result.json`."""
-    if not store.is_dir():
-        raise RunLoadError(f"--store {store}: not a directory")
+    """Result files of a folder of runs without a sweep database (`runs/<id>/result.json`)."""
     runs = store / "runs"
     yield from sorted((runs if runs.is_dir() else store).rglob("result.json"))
+
+
+def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
+    """Results of a run store, each labelled with the cell of the spec it was run for.
+
+    A sweep store keeps each run's canonical config: a subtract run of the dose-response
+    spec (low schedule) is stored with the standard schedule, because the schedule cannot
+    change a gradient-neutral run. Analysing it by that config would put it in another
+    design than the clamp runs it was run against, so its config is rebuilt from the
+    spec's base and the run's factor levels: the condition it stands for. A run shared by
+    several cells yields one record per cell. A folder without a sweep database is read
+    as `runs/<id>/result.json` files.
+    """
+    store = Path(store)
+    if not store.is_dir():
+        raise RunLoadError(f"--store {store}: not a directory")
+    if not (store / "store.sqlite").exists():
+        for f in _store_files(store):
+            yield _read_json(f), str(f)
+        return
+    from cffaudit.experiments.spec import ExperimentSpec
+    from cffaudit.experiments.store import load_store_results
+
+    try:
+        spec = ExperimentSpec.load(store / "spec.yaml")
+        records = load_store_results(store, status=None)
+    except (OSError, ValueError) as exc:
+        raise RunLoadError(f"--store {store}: {exc}") from None
+    base = spec.base_config()
+    for rec in records:
+        seed = rec.get("seed")
+        for levels in rec.get("conditions") or [{}]:
+            updates = {spec.factor_paths[k]: v for k, v in levels.items()}
+            requested = base.override({**updates, "seed": seed}).resolved()
+            yield {**rec, "config": requested, "experiment": spec.name}, str(rec.get("result_path"))
 
 
 def _read_json(path: Path) -> dict:
@@ -228,8 +261,7 @@ def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> It
         if not found:
             raise RunLoadError(f"{path}: no result.json found under this directory")
     if store is not None:
-        for f in _store_files(Path(store)):
-            yield f, "json"
+        yield Path(store), "store"
 
 
 def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
@@ -255,6 +287,8 @@ def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd
     for path, kind in _iter_inputs(paths, store):
         if kind == "csv":
             frames.append(read_tidy_csv(path))
+        elif kind == "store":
+            rows.extend(flatten_result(result, source) for result, source in store_results(path))
         else:
             rows.append(flatten_result(_read_json(path), path))
     if rows:
@@ -279,6 +313,9 @@ def load_run_histories(paths: Sequence[PathLike], store: Optional[PathLike] = No
     for path, kind in _iter_inputs(paths, store):
         if kind == "json":
             records.extend(history_records(_read_json(path)))
+        elif kind == "store":
+            for result, _ in store_results(path):
+                records.extend(history_records(result))
     return pd.DataFrame(records)
 
 
