@@ -261,7 +261,13 @@ def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> It
         if not found:
             raise RunLoadError(f"{path}: no result.json found under this directory")
     if store is not None:
-        yield Path(store), "store"
+        if (Path(store) / "store.sqlite").exists():
+            yield Path(store), "store"
+        elif not Path(store).is_dir():
+            raise RunLoadError(f"--store {store}: not a directory")
+        else:
+            for f in _store_files(Path(store)):
+                yield f, "json"
 
 
 def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
@@ -284,11 +290,15 @@ def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd
     """
     frames = []
     rows = []
-    for path, kind in _iter_inputs(paths, store):
+    inputs = list(_iter_inputs(paths, store))
+    files = {p.resolve() for p, kind in inputs if kind == "json"}
+    for path, kind in inputs:
         if kind == "csv":
             frames.append(read_tidy_csv(path))
         elif kind == "store":
-            rows.extend(flatten_result(result, source) for result, source in store_results(path))
+            # a result given both as a file and through the store counts once
+            rows.extend(flatten_result(result, source) for result, source in store_results(path)
+                        if Path(source).resolve() not in files)
         else:
             rows.append(flatten_result(_read_json(path), path))
     if rows:
