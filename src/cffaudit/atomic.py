@@ -25,6 +25,7 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # make the rename itself durable
     except BaseException:
         try:
             os.unlink(tmp)
@@ -32,6 +33,19 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
             pass
         raise
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

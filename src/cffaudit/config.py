@@ -187,6 +187,11 @@ def validate(cfg: RunConfig) -> None:
     choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))
     choice("stage1.step_order", cfg.stage1.step_order, ("auto", "per_block", "fused"))
     choice("stage1.select", cfg.stage1.select, ("last", "best_val_loss"))
+    choice("perf.precision", cfg.perf.precision, ("auto", "fp32", "bf16"))
+    choice("perf.compile", cfg.perf.compile, ("auto", "on", "off"))
+    if cfg.perf.compile == "on" and cfg.stage1.step_order == "per_block":
+        raise ValueError("perf.compile=on compiles the fused step and cannot act on "
+                         "stage1.step_order=per_block; use step_order fused or auto")
     choice("stage2.probe_augment", cfg.stage2.probe_augment, PROBE_AUGMENT)
     choice("device", cfg.device, DEVICES)
     for name in ("embed_dim", "depth", "heads", "patch_size", "image_size", "in_chans"):

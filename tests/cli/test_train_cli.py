@@ -68,3 +68,22 @@ def test_parse_seeds():
     assert parse_seeds("1-3,7") == [1, 2, 3, 7]
     with pytest.raises(ValueError, match="repeats"):
         parse_seeds("1,1")
+
+
+def test_existing_run_is_not_overwritten_without_asking(tmp_path, capsys):
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "result.json").read_text()
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "result.json").read_text() == before and (tmp_path / "checkpoint.pt").exists()
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path), "--overwrite"]) == 0
+
+
+def test_set_accepts_exponent_numbers(tmp_path):
+    assert main(["train", *TINY_FLAGS, "--set", "stage2.weight_decay=1e-3", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "result.json").read_text())["config"]["stage2"]["weight_decay"] == 0.001
+
+
+def test_compile_with_per_block_order_is_refused(tmp_path, capsys):
+    assert main(["train", *TINY_FLAGS, "--compile", "on", "--step-order", "per_block", "--out", str(tmp_path)]) == 2
+    assert "per_block" in capsys.readouterr().err

@@ -157,3 +157,22 @@ def test_best_val_loss_selection_probes_the_selected_epoch(tmp_path, tiny_config
     ens.select_encoder()
     for p, first, second in zip(ens.model.parameters(), *snapshots):
         assert torch.equal(p[0], first[0]) and torch.equal(p[1], second[1])
+
+
+def test_resume_ignores_data_location_but_refuses_another_configuration(tmp_path, tiny_config):
+    train_run(tiny_config, tmp_path)
+    moved = tiny_config.override({"data.data_dir": str(tmp_path / "elsewhere"), "device": "auto"})
+    assert train_run(moved, tmp_path, resume=True)["status"] == "done"
+    other = train_run(tiny_config.override({"loss.margin": "subtract"}), tmp_path, resume=True)
+    assert other["status"] == "failed" and "another configuration" in other["error"]
+
+
+def test_resume_on_another_device_is_refused(tmp_path, tiny_config):
+    import torch
+
+    train_run(tiny_config, tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    ckpt["runtime"]["device"] = "cuda:0"
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    res = train_run(tiny_config, tmp_path, resume=True)
+    assert res["status"] == "failed" and "made on cuda:0" in res["error"]

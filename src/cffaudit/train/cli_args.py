@@ -55,6 +55,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="override any config field by dotted path, e.g. --set stage2.weight_decay=0.05")
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that already holds a checkpoint or result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -81,9 +83,17 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _parse_value(text: str) -> Any:
+    """A --set value: YAML scalars, plus numbers YAML 1.1 reads as strings (1e-3)."""
     import yaml
 
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                return number(value)
+            except ValueError:
+                pass
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> C.RunConfig:
@@ -137,6 +147,10 @@ def run_train_command(args: argparse.Namespace) -> int:
         ckpt = args.out / f"checkpoint-seeds-{'_'.join(map(str, seeds))}.pt"
     if args.resume and not ckpt.exists():
         print(f"cffaudit train: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
+    existing = [p for p in [ckpt, *(d / "result.json" for d in out_dirs)] if p.exists()]
+    if existing and not args.resume and not args.overwrite:
+        raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
+                       "it afresh, or choose another --out")
     results = train_seeds(cfg, seeds, out_dirs, checkpoint=ckpt, resume=args.resume,
                           progress=not args.no_progress)
     failed = 0

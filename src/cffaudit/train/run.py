@@ -29,7 +29,7 @@ from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer, validati
 
 RESULT_NAME = "result.json"
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: per-seed best-validation-loss encoder (stage1.select)
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,8 +62,9 @@ class Runtime:
         # Measured at the paper configuration on a 2-core CPU (2026-11-22): 15.8 s per step
         # per-block vs 22.0 s fused (the per-block order frees each block's activations
         # early). On a GPU one backward means fewer, larger launches and one compiled graph.
-        order = cfg.stage1.step_order if cfg.stage1.step_order != "auto" else ("fused" if gpu else "per_block")
-        return cls(device, precision, compile_, order)
+        order = cfg.stage1.step_order if cfg.stage1.step_order != "auto" else (
+            "fused" if gpu or compile_ else "per_block")
+        return cls(device, precision, compile_ and order == "fused", order)
 
     def autocast(self) -> Callable[[], contextlib.AbstractContextManager] | None:
         if self.precision == "fp32":
@@ -193,11 +194,19 @@ class _Ensemble:
         self.feats: dict[str, torch.Tensor] = {}
 
     # -- checkpoint ----------------------------------------------------------------------
+    def _resumable_config(self) -> dict[str, Any]:
+        """The config a checkpoint must match: where the data lives, whether it may be
+        downloaded and how the device was named do not change the computation."""
+        d = self.cfg.resolved()
+        d["data"].pop("data_dir"), d["data"].pop("download"), d.pop("device")
+        return d
+
     def state(self) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "seeds": self.seeds,
-            "config": self.cfg.resolved(),
+            "config": self._resumable_config(),
+            "runtime": self.rt.as_dict(),
             "stage": self.stage, "epoch": self.epoch,
             "model": self.model.state_dict(), "opt1": self.opt1.state_dict(),
             "probe": self.probe.state_dict(), "opt2": self.opt2.state_dict(),
@@ -220,9 +229,17 @@ class _Ensemble:
         if st.get("version") != CHECKPOINT_VERSION or st.get("seeds") != self.seeds:
             raise RuntimeError(f"{self.checkpoint}: checkpoint is for seeds {st.get('seeds')} "
                                f"(version {st.get('version')}), not {self.seeds}; delete it or use another --out")
-        if st["config"] != self.cfg.resolved():
+        if st["config"] != self._resumable_config():
             raise RuntimeError(f"{self.checkpoint}: checkpoint was made with another configuration; "
                                "resume with the same flags, or use another --out")
+        made = st["runtime"]
+        now = self.rt.as_dict()
+        if torch.device(made["device"]).type != self.rt.device.type or made["precision"] != now["precision"]:
+            # Generator streams and numerics differ between devices: continuing elsewhere
+            # would silently change what the seed means.
+            raise RuntimeError(f"{self.checkpoint}: checkpoint was made on {made['device']} with "
+                               f"{made['precision']}; resume there (--device {torch.device(made['device']).type}), "
+                               "or delete the checkpoint to start over on this device")
         self.model.load_state_dict(st["model"])
         self.opt1.load_state_dict(st["opt1"])
         self.probe.load_state_dict(st["probe"])
@@ -370,6 +387,9 @@ class _Ensemble:
         try:
             if self.stage == 1:
                 val_batches = self._val_batches() if self.data.sizes["val"] >= 2 else []
+                if not val_batches and cfg.stage1.select == "best_val_loss":
+                    raise ValueError("stage1.select=best_val_loss needs at least 2 validation images; "
+                                     "use select=last or a larger --limit-val")
                 while self.epoch < cfg.stage1.epochs and not all(self.failed):
                     self.run_stage1_epoch(val_batches)
                     self.epoch += 1

@@ -127,14 +127,16 @@ class Stage1Step:
 @torch.no_grad()
 def validation_losses(model: CFFViT, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], spec: LossSpec,
                       autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
-    """Mean per-layer loss over validation batches, (L, S), on the device."""
-    acc = None
+    """Per-layer loss over validation batches, weighted by batch size, (L, S), on the device."""
+    acc, n = None, 0
     for views, labels in batches:
         _, loss, *_ = layer_losses(model, views, labels, spec, autocast=autocast() if autocast else None)
-        acc = loss.double() if acc is None else acc + loss.double()
+        weighted = loss.double() * views.shape[1]  # a short last batch weighs what it holds
+        acc = weighted if acc is None else acc + weighted
+        n += views.shape[1]
     if acc is None:
         raise ValueError("validation_losses: no validation batches")
-    return acc / len(batches)
+    return acc / n
 
 
 def make_optimizer(params, *, lr: float, betas: tuple[float, float], weight_decay: float,
