@@ -16,6 +16,7 @@ from cffaudit.atomic import atomic_write_json
 #: loss.temperature values that trigger the failure modes below.
 FAIL_TEMPERATURE = 0.77  # returns status "failed", as train_run does on NaN loss
 RAISE_TEMPERATURE = 0.66  # raises, as a programming error would
+DIE_SEED = 4242  # with workers: the worker process dies (as when killed or out of memory)
 
 
 def fake_accuracy(cfg) -> float:
@@ -35,6 +36,9 @@ def fake_train_run(cfg, out_dir, *, resume=False, progress=False):
     if delay:
         time.sleep(delay)
     print("fake training epoch 1")  # goes to the run's log.txt
+    driver = os.environ.get("CFFAUDIT_DRIVER_PID")  # set by the dead-worker test only
+    if cfg.seed == DIE_SEED and driver and os.getpid() != int(driver):
+        os._exit(1)
     if cfg.loss.temperature == RAISE_TEMPERATURE:
         raise RuntimeError("fake programming error")
     if cfg.loss.temperature == FAIL_TEMPERATURE:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import os
+
 import pytest
 
 from cffaudit.experiments.executors import Executor, Job, JobDone, LocalExecutor
@@ -189,6 +191,21 @@ def test_local_worker_pool_runs_jobs_in_other_processes(tmp_path):
     for r in store.rows():
         cfg = spec.expand().runs[[x.run_id for x in spec.expand().runs].index(r.run_id)].config
         assert r.test_acc == fake_accuracy(cfg)
+
+
+def test_a_dead_worker_fails_only_its_runs_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from tests.experiments.fakes import DIE_SEED
+
+    monkeypatch.setenv("CFFAUDIT_DRIVER_PID", str(os.getpid()))
+    spec = spec_of(seeds=[1, DIE_SEED, 2, 3])
+    report = run_sweep(spec, tmp_path / "s", executor=LocalExecutor(workers=2), run_fn=fake_train_run, **quiet())
+    rows = RunStore.open_existing(tmp_path / "s").rows()
+    died = [r for r in rows if r.status == "failed"]
+    assert died and all("worker process" in r.error or "BrokenProcessPool" in r.error for r in died)
+    assert {r.seed for r in rows if r.seed == DIE_SEED} <= {r.seed for r in died}
+    # every run of a surviving seed that was not in flight with the dead one finished
+    assert sum(r.status == "done" for r in rows) >= len(rows) - 2 * 2
+    assert report.failed == len(died)
 
 
 class _DyingExecutor(Executor):

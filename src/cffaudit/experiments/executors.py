@@ -24,6 +24,7 @@ import abc
 import os
 import traceback as tb
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -119,36 +120,60 @@ class LocalExecutor(Executor):
         # spawn, not fork: a forked child would inherit this process's torch/CUDA and
         # thread state; a spawned one starts clean and honours CUDA_VISIBLE_DEVICES.
         ctx = mp.get_context("spawn")
-        gpu_queue = ctx.Queue()
-        for g in self.gpus[: self.workers]:
-            gpu_queue.put(g)
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=ctx,
-            initializer=_pin_worker,
-            initargs=(gpu_queue if self.gpus else None,),
-        )
+        def new_pool() -> ProcessPoolExecutor:
+            gpu_queue = ctx.Queue()
+            for g in self.gpus[: self.workers]:
+                gpu_queue.put(g)
+            return ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_pin_worker,
+                initargs=(gpu_queue if self.gpus else None,),
+            )
+
+        pool = new_pool()
         it = iter(jobs)
         running: dict[Future, Job] = {}
+        pending: Optional[Job] = None
         try:
             while True:
                 # Keep exactly `workers` jobs in flight; pulling a job from `it` is
                 # what marks its runs as running in the store.
                 while len(running) < self.workers:
-                    job = next(it, None)
+                    job, pending = pending or next(it, None), None
                     if job is None:
                         break
-                    running[pool.submit(job.fn, *job.args)] = job
+                    try:
+                        running[pool.submit(job.fn, *job.args)] = job
+                    except BrokenProcessPool:  # broke since the last wait: retry in a fresh pool
+                        pending = job
+                        break
                 if not running:
-                    break
+                    if pending is None:
+                        break
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+                    continue
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                broken = False
                 for fut in done:
                     job = running.pop(fut)
                     exc = fut.exception()
                     if exc is None:
                         yield JobDone(job, value=fut.result())
                     else:
+                        broken |= isinstance(exc, BrokenProcessPool)
                         yield JobDone(job, error=_describe(exc), traceback="".join(tb.format_exception(exc)))
+                if broken:
+                    # A worker died (killed, out of memory): the pool fails every job it
+                    # held. Those are reported failed (a rerun with --retry-failed resumes
+                    # them from their checkpoints); the remaining jobs get a fresh pool.
+                    for fut, job in list(running.items()):
+                        yield JobDone(job, error="BrokenProcessPool: a worker process died while this run was "
+                                      "in flight (killed or out of memory); rerun with --retry-failed to resume it")
+                    running.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
