@@ -161,11 +161,13 @@ def _timer(device: torch.device) -> Callable[[], Callable[[], float]]:
     return start
 
 
-def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, warmup: int) -> dict[str, Any]:
+def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, warmup: int,
+              on_step: Callable[[], None] | None = None) -> dict[str, Any]:
     import torch
 
     from cffaudit.augment import build_augment
     from cffaudit.data import make_synthetic
+    from cffaudit.diagnostics import EpochStats
     from cffaudit.loss import get_margin_variant
     from cffaudit.model import CFFViT
     from cffaudit.train.run import Runtime
@@ -186,22 +188,33 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
     spec = LossSpec(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
                     cfg.loss.temperature)
     step_fn = Stage1Step(model, opt, spec, order=rt.step_order, autocast=rt.autocast(), compile=rt.compile)
+    stats = EpochStats(model.depth, S, device)  # the epoch diagnostics are part of a real step
     gens = [generator(k, device) for k in range(S)]
     order = torch.Generator().manual_seed(0)
-    start = _timer(device)
-    times, aug_times = [], []
-    for step in range(steps + warmup):
-        stop = start()
+
+    def batch():
         idx = torch.stack([torch.randperm(len(x), generator=order)[:B] for _ in range(S)]).to(device)
         imgs = x[idx]  # (S, B, 3, 32, 32)
         views = torch.stack([torch.cat([augment(imgs[k], gens[k]), augment(imgs[k], gens[k])]) for k in range(S)])
-        aug_t = stop()
         labels = y[idx]
-        step_fn(views, torch.cat([labels, labels], dim=1))
-        total = stop()
+        return views, torch.cat([labels, labels], dim=1)
+
+    start = _timer(device)
+    times = []
+    for step in range(steps + warmup):
+        stop = start()  # one timer per step: no extra synchronisation inside it
+        step_fn(*batch(), stats)
+        elapsed = stop()
         if step >= warmup:
-            times.append(total)
-            aug_times.append(aug_t)
+            times.append(elapsed)
+        if on_step:
+            on_step()
+    # Augmentation alone, timed separately so that the step above runs unsynchronised.
+    aug_times = []
+    for _ in range(steps):
+        stop = start()
+        batch()
+        aug_times.append(stop())
     out = _rate(times, 2 * B * S)
     out.update(ensemble=S, precision=rt.precision, compile=rt.compile, step_order=rt.step_order,
                augment_s_per_step=sum(aug_times) / len(aug_times))
@@ -214,15 +227,16 @@ def _rate(times: list[float], views_per_step: int) -> dict[str, Any]:
             "min_s_per_step": min(times), "max_s_per_step": max(times), "views_per_step": views_per_step}
 
 
-def _where_time_goes(cfg: RunConfig, device: torch.device) -> list[dict[str, Any]]:
-    """Top operators of one cffaudit step (CPU profiler), for the CPU story."""
-    from torch.profiler import ProfilerActivity, profile
+def _where_time_goes(cfg: RunConfig, device: torch.device, warmup: int) -> list[dict[str, Any]]:
+    """Top operators of one cffaudit step after warm-up (so compilation is not counted)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        _cffaudit(cfg, device, 1, steps=1, warmup=0)
-    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-    total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1
+    with profile(activities=acts, schedule=schedule(wait=warmup, warmup=0, active=1, repeat=1)) as prof:
+        _cffaudit(cfg, device, 1, steps=1, warmup=warmup, on_step=prof.step)
+    events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]  # the step's own range
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    total = sum(e.self_cpu_time_total for e in events) or 1
     return [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in rows]
 
 
@@ -276,7 +290,7 @@ def run_benchmark(*, device: str = "auto", config: str = "paper", steps: int = 5
     rec["projected_paper_run_s"] = {"stage1": s1, "stage2": s2, "total": s1 + s2,
                                     "per_seed_in_ensemble": (s1 + s2) * rec.get("multi_seed_time_per_seed_ratio", 1.0)}
     if profile:
-        rec["where_time_goes"] = _where_time_goes(cfg, dev)
+        rec["where_time_goes"] = _where_time_goes(cfg, dev, warmup)
     rec["env"] = env
     return rec
 
