@@ -176,3 +176,12 @@ def test_seed_groups_with_real_training_equal_solo_runs(tmp_path, write_spec):
     grouped = load_store_results(tmp_path / "grouped")
     assert all(r["ensemble"]["size"] == 3 for r in grouped)  # really trained together
     assert {r["run_id"]: r["test_acc"] for r in grouped} == solo
+
+
+def test_ray_only_flags_are_refused_with_the_local_executor(tmp_path, capsys):
+    from cffaudit.cli import main
+
+    spec = REPO / "experiments" / "quickstart.yaml"
+    for flag in (["--cpus-per-run", "2"], ["--max-retries", "1"]):
+        assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--dry-run", *flag]) == 2
+        assert "only applies to --executor ray" in capsys.readouterr().err

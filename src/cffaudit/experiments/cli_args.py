@@ -45,8 +45,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
         help="train up to N seeds of one condition together in one process (one GPU); results equal solo runs",
     )
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local executor: parallel worker processes (default: one per local GPU, else 1)")
-    p.add_argument("--cpus-per-run", type=float, default=1, metavar="N", help="Ray executor: CPUs per task (default 1)")
-    p.add_argument("--max-retries", type=int, default=3, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
+    p.add_argument("--cpus-per-run", type=float, default=None, metavar="N", help="Ray executor: CPUs per task (default 1)")
+    p.add_argument("--max-retries", type=int, default=None, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-run lines are still printed)")
     p.set_defaults(func=run_sweep_command)
 
@@ -114,7 +114,19 @@ def _check_design(store, expansion) -> None:
         )
 
 
+def _check_executor_flags(args: argparse.Namespace) -> None:
+    """Flags of the other executor are errors, not silently ignored (checked before a dry run too)."""
+    from cffaudit.cli import CLIError
+
+    if args.executor != "ray":
+        for flag, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+                            ("--max-retries", args.max_retries)):
+            if value is not None:
+                raise CLIError(f"{flag} only applies to --executor ray")
+
+
 def _sweep(args: argparse.Namespace) -> int:
+    _check_executor_flags(args)
     from cffaudit.cli import CLIError
     from cffaudit.experiments.store import RunStore
     from cffaudit.experiments.sweep import finished_result, run_sweep
@@ -186,12 +198,14 @@ def _executor(args: argparse.Namespace, cpu_only: bool = False):
     if args.executor == "ray":
         if args.workers is not None:
             raise CLIError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
-        if args.max_retries < 0:
-            raise CLIError(f"--max-retries must be >= 0, got {args.max_retries}")
+        retries = 3 if args.max_retries is None else args.max_retries
+        cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
+        if retries < 0:
+            raise CLIError(f"--max-retries must be >= 0, got {retries}")
+        if cpus <= 0:
+            raise CLIError(f"--cpus-per-run must be > 0, got {cpus}")
         gpus = 0 if cpu_only else None
-        return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=args.cpus_per_run, max_retries=args.max_retries)
-    if args.address is not None:
-        raise CLIError("--address only applies to --executor ray")
+        return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=cpus, max_retries=retries)
     gpus = [] if cpu_only else list(range(local_gpu_count()))
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")

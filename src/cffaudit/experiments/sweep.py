@@ -110,8 +110,9 @@ def train_seeds_entry(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[s
 def execute_seed_group(tasks: Sequence[RunTask], group_dir: str, seeds_fn: SeedsFn = train_seeds_entry) -> list[dict[str, Any]]:
     """A job: train runs that differ only in their seed side by side in one process.
 
-    Every seed still gets exactly the result of its solo run (the training layer's
-    guarantee), so a run's id and result do not depend on how it was grouped. The
+    Every seed gets its solo run's initial weights, split, data order and augmentation
+    draws (the training layer's guarantee); the arithmetic differs only by floating-point
+    reassociation in batched kernels, so a run's id does not depend on its grouping. The
     group shares one checkpoint in `group_dir`; a requeued group resumes from it when
     the next sweep forms the same group again, and starts afresh otherwise.
     """
