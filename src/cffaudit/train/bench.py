@@ -232,7 +232,8 @@ def _where_time_goes(cfg: RunConfig, device: torch.device, warmup: int) -> list[
     from torch.profiler import ProfilerActivity, profile, schedule
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts, schedule=schedule(wait=warmup, warmup=0, active=1, repeat=1)) as prof:
+    warmup = max(warmup, 1)  # the profiler's own warm-up step is the last untimed one
+    with profile(activities=acts, schedule=schedule(wait=warmup - 1, warmup=1, active=1, repeat=1)) as prof:
         _cffaudit(cfg, device, 1, steps=1, warmup=warmup, on_step=prof.step)
     events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]  # the step's own range
     rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
