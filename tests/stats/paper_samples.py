@@ -15,3 +15,18 @@ LOW_CLAMP_DIRECT = [80.16, 77.36, 78.33, 77.74, 76.88, 77.55, 78.35]
 CLAMP_POOLED = CLAMP_DETACH + CLAMP_DIRECT
 SUBTRACT_POOLED = SUBTRACT_DETACH + SUBTRACT_DIRECT
 LOW_CLAMP_POOLED = LOW_CLAMP_DETACH + LOW_CLAMP_DIRECT
+
+
+def factorial_frame(value: str = "test_acc"):
+    """The CIFAR-10 2x2 factorial as a tidy DataFrame (margin, stability, seed, `value`)."""
+    import pandas as pd
+
+    rows = []
+    for (m, s), vals in {
+        ("clamp", "detach"): CLAMP_DETACH,
+        ("clamp", "direct"): CLAMP_DIRECT,
+        ("subtract", "detach"): SUBTRACT_DETACH,
+        ("subtract", "direct"): SUBTRACT_DIRECT,
+    }.items():
+        rows += [{"margin": m, "stability": s, "seed": i + 1, value: v} for i, v in enumerate(vals)]
+    return pd.DataFrame(rows)

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cffaudit.stats import levene_test, variance_audit, variance_ratio_test, welch_test
@@ -12,15 +11,7 @@ from tests.stats import paper_samples as ps
 
 
 def _frame():
-    rows = []
-    for (m, s), vals in {
-        ("clamp", "detach"): ps.CLAMP_DETACH,
-        ("clamp", "direct"): ps.CLAMP_DIRECT,
-        ("subtract", "detach"): ps.SUBTRACT_DETACH,
-        ("subtract", "direct"): ps.SUBTRACT_DIRECT,
-    }.items():
-        rows += [{"margin": m, "stability": s, "seed": i + 1, "test_acc": v} for i, v in enumerate(vals)]
-    return pd.DataFrame(rows)
+    return ps.factorial_frame()
 
 
 def test_pooled_audit_equals_the_individual_tests():

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats as st
 
@@ -176,15 +175,7 @@ def test_levene_allows_one_constant_group_but_not_all():
 
 
 def _factorial_frame():
-    rows = []
-    for (m, s), vals in {
-        ("clamp", "detach"): ps.CLAMP_DETACH,
-        ("clamp", "direct"): ps.CLAMP_DIRECT,
-        ("subtract", "detach"): ps.SUBTRACT_DETACH,
-        ("subtract", "direct"): ps.SUBTRACT_DIRECT,
-    }.items():
-        rows += [{"margin": m, "stability": s, "acc": v} for v in vals]
-    return pd.DataFrame(rows)
+    return ps.factorial_frame("acc")
 
 
 @pytest.mark.parametrize("center", ["mean", "median"])

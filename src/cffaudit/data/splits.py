@@ -191,6 +191,16 @@ def _positive_int(name: str, value, minimum: int = 1) -> None:
         raise DatasetError(f"{name}: must be an integer >= {minimum}, got {value!r}")
 
 
+def _first(idx: torch.Tensor, limit: int | None, name: str, what: str) -> torch.Tensor:
+    """The first `limit` indices (all with None); more than there are is an error."""
+    if limit is None:
+        return idx
+    if limit > idx.numel():
+        flag = "--" + name.replace("_", "-")
+        raise DatasetError(f"{name}={limit} exceeds the {idx.numel()} {what}; use a smaller {flag} or none")
+    return idx[:limit]
+
+
 def load_splits(
     dataset: str,
     *,
@@ -251,20 +261,8 @@ def load_splits(
         raise DatasetError(f"{dataset}: {n} training images are too few to hold out a validation set")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if limit_train is not None:
-        if limit_train > train_idx.numel():
-            raise DatasetError(
-                f"limit_train={limit_train} exceeds the {train_idx.numel()} training images of {dataset} "
-                "after the validation split; use a smaller --limit-train or none"
-            )
-        train_idx = train_idx[:limit_train]
-    if limit_val is not None:
-        if limit_val > val_idx.numel():
-            raise DatasetError(
-                f"limit_val={limit_val} exceeds the {val_idx.numel()} validation images of {dataset}; "
-                "use a smaller --limit-val or none"
-            )
-        val_idx = val_idx[:limit_val]
+    train_idx = _first(train_idx, limit_train, "limit_train", f"training images of {dataset} after the validation split")
+    val_idx = _first(val_idx, limit_val, "limit_val", f"validation images of {dataset}")
     return Splits(
         name=dataset,
         num_classes=num_classes,
