@@ -176,3 +176,15 @@ def test_resume_on_another_device_is_refused(tmp_path, tiny_config):
     torch.save(ckpt, tmp_path / "checkpoint.pt")
     res = train_run(tiny_config, tmp_path, resume=True)
     assert res["status"] == "failed" and "made on cuda:0" in res["error"]
+
+
+def test_gpu_style_run_bf16_fused_end_to_end_on_cpu(tmp_path, tiny_config):
+    """The GPU defaults (fused order, bf16 autocast) through a whole run, stage 2 included."""
+    cfg = tiny_config.override({"perf.precision": "bf16", "stage1.step_order": "fused"})
+    res = train_run(cfg, tmp_path)
+    assert res["status"] == "done", res["error"]
+    assert res["runtime"] == {"device": "cpu", "precision": "bf16", "compile": False, "step_order": "fused"}
+    assert all(math.isfinite(l["loss"]) for r in res["history"] if r["stage"] == 1 for l in r["layers"])
+    fp32 = train_run(tiny_config.override({"stage1.step_order": "fused"}), tmp_path / "fp32")
+    first = lambda r: r["history"][0]["layers"][0]["loss"]  # noqa: E731
+    assert first(res) == pytest.approx(first(fp32), rel=0.05)
