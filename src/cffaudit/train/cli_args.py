@@ -44,7 +44,8 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     for flag, (path, tp, help_) in _FLAGS.items():
-        p.add_argument(flag, dest=path.replace(".", "__"), type=tp, default=None, help=help_)
+        p.add_argument(flag, dest=path.replace(".", "__"), type=tp, default=None, help=help_,
+                       metavar=flag.lstrip("-").upper().replace("-", "_"))
     p.add_argument("--download", action="store_true", help="fetch the dataset (checksum-verified) if missing")
     p.add_argument("--seed", type=int, default=None, help="run seed (0): init, split, order, augmentation, probe")
     p.add_argument("--seeds", default=None,
