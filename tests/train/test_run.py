@@ -124,7 +124,7 @@ def test_ensemble_member_gets_the_solo_run_weights_split_order_and_augmentations
     assert not torch.equal(next(ens.model.parameters())[0], next(solo.model.parameters())[0])
     for split in ("train_x", "train_y", "val_x", "test_x"):
         assert torch.equal(getattr(ens.data, split)[1], getattr(solo.data, split)[0])
-    n = ens.data.sizes["train"]
+    n = ens.sizes["train"]
     assert torch.equal(torch.randperm(n, generator=ens.gen_data[1]), torch.randperm(n, generator=solo.gen_data[0]))
     x_ens, x_solo = ens.data.train_x[:, :16], solo.data.train_x[:, :16]
     for _ in range(2):  # successive batches keep matching

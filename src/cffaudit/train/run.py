@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -79,22 +79,10 @@ class Runtime:
 # -- data, per seed -----------------------------------------------------------------------
 
 
-@dataclass
-class SeedData:
-    """The splits of every seed of an ensemble, stacked as (S, N, ...) on the device."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    num_classes: int
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
-def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.device, progress: bool) -> SeedData:
-    from cffaudit.data import load_splits
+def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.device, progress: bool):
+    """The splits of every seed of an ensemble, as one `Splits` whose tensors are
+    stacked along a leading seed dimension, (S, N, ...), on the device."""
+    from cffaudit.data import Splits, load_splits
 
     splits = [
         load_splits(cfg.data.dataset, data_dir=cfg.data.data_dir, download=cfg.data.download,
@@ -104,12 +92,13 @@ def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.dev
         for s in split_seeds
     ]
     stack = lambda attr: torch.stack([getattr(s, attr) for s in splits]).to(device)  # noqa: E731
-    first = splits[0]
-    return SeedData(
-        train_x=stack("train_x"), train_y=stack("train_y"), val_x=stack("val_x"), val_y=stack("val_y"),
-        test_x=stack("test_x"), test_y=stack("test_y"), num_classes=first.num_classes,
-        sizes={"train": len(first.train_y), "val": len(first.val_y), "test": len(first.test_y)},
-    )
+    tensors = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+    return Splits(name=splits[0].name, num_classes=splits[0].num_classes, **{t: stack(t) for t in tensors})
+
+
+def split_sizes(data) -> dict[str, int]:
+    """Images per split of stacked splits (the same for every seed)."""
+    return {"train": data.train_y.shape[1], "val": data.val_y.shape[1], "test": data.test_y.shape[1]}
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -164,6 +153,7 @@ class _Ensemble:
         seed_global_state(self.seeds[0])
         t0 = time.perf_counter()
         self.data = load_seed_data(cfg, [d["split"] for d in self.derived], dev, self.progress)
+        self.sizes = split_sizes(self.data)
         self.timing["data_s"] = time.perf_counter() - t0
         from cffaudit.augment import build_augment
 
@@ -268,7 +258,7 @@ class _Ensemble:
         # Same validation views every epoch (a generator reset per epoch), so epochs compare.
         gens = [generator(d["val"], self.rt.device) for d in self.derived]
         out = []
-        for a, b in _batches(self.data.sizes["val"], self.cfg.stage1.batch_size):
+        for a, b in _batches(self.sizes["val"], self.cfg.stage1.batch_size):
             views = self._views(self.data.val_x[:, a:b], gens)
             y = self.data.val_y[:, a:b]
             out.append((views, torch.cat([y, y], dim=1)))
@@ -276,7 +266,7 @@ class _Ensemble:
 
     def run_stage1_epoch(self, val_batches) -> None:
         cfg, dev = self.cfg, self.rt.device
-        n = self.data.sizes["train"]
+        n = self.sizes["train"]
         self.model.train()
         stats = EpochStats(self.model.depth, self.S, dev)
         perms = torch.stack([torch.randperm(n, generator=g) for g in self.gen_data]).to(dev)  # (S, n)
@@ -334,7 +324,7 @@ class _Ensemble:
     def _features(self, split: str) -> torch.Tensor:
         if split not in self.feats:
             x = getattr(self.data, f"{split}_x")
-            self.feats[split] = s2.encode(self.model, self._eval_images(x), self.data.sizes[split],
+            self.feats[split] = s2.encode(self.model, self._eval_images(x), self.sizes[split],
                                           self.cfg.stage2.batch_size, self.rt.autocast())
         return self.feats[split]
 
@@ -343,7 +333,7 @@ class _Ensemble:
             return self._features("train")
         x = self.data.train_x
         aug = lambda a, b: torch.stack([self.augment(x[k, a:b], self.gen_probe[k]) for k in range(self.S)])  # noqa: E731
-        return s2.encode(self.model, aug, self.data.sizes["train"], self.cfg.stage2.batch_size, self.rt.autocast())
+        return s2.encode(self.model, aug, self.sizes["train"], self.cfg.stage2.batch_size, self.rt.autocast())
 
     def run_stage2_epoch(self) -> None:
         cfg, dev = self.cfg, self.rt.device
@@ -386,7 +376,7 @@ class _Ensemble:
                        dynamic_ncols=True)
         try:
             if self.stage == 1:
-                val_batches = self._val_batches() if self.data.sizes["val"] >= 2 else []
+                val_batches = self._val_batches() if self.sizes["val"] >= 2 else []
                 if not val_batches and cfg.stage1.select == "best_val_loss":
                     raise ValueError("stage1.select=best_val_loss needs at least 2 validation images; "
                                      "use select=last or a larger --limit-val")
@@ -432,7 +422,7 @@ class _Ensemble:
                 "seeds": {"run": seed, **self.derived[k]},
                 "runtime": self.rt.as_dict() if self.rt else None,
                 "ensemble": {"size": self.S, "seeds": self.seeds, "index": k},
-                "data": getattr(self, "data", None) and self.data.sizes,
+                "data": getattr(self, "sizes", None),
                 "test_acc": self.best[k][1] if done else None,
                 "best_val_acc": self.best[k][0] if done else None,
                 "best_epoch": self.best[k][2] if done else None,
