@@ -8,6 +8,7 @@ strict: an unknown key or a value of the wrong type is a ``ValueError`` naming i
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -303,3 +304,36 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
     if not isinstance(node, dict) or keys[-1] not in node:
         raise ValueError(f"unknown config key {path!r}")
     node[keys[-1]] = value
+
+
+def parse_seeds(value: Any) -> tuple[int, ...]:
+    """Seeds from a list of ints, one int, or a string of ranges ("1-7", "1-5,10")."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected seeds, got {value!r}")
+    if isinstance(value, int):
+        seeds = [value]
+    elif isinstance(value, str):
+        seeds = []
+        for part in value.replace(" ", "").split(","):
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ValueError(f"cannot read {value!r}; write e.g. 1-7 or 1-5,10 or a list")
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                raise ValueError(f"range {part!r} runs backwards")
+            seeds.extend(range(lo, hi + 1))
+    elif isinstance(value, list):
+        seeds = []
+        for s in value:
+            if isinstance(s, bool) or not isinstance(s, int):
+                raise ValueError(f"seeds must be integers, got {s!r}")
+            seeds.append(s)
+    else:
+        raise ValueError(f"expected a list, an integer or a range string, got {value!r}")
+    if not seeds:
+        raise ValueError("no seeds given")
+    if any(s < 0 for s in seeds):
+        raise ValueError("seeds must be non-negative")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"repeated seed in {value!r}")
+    return tuple(seeds)

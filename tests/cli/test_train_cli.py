@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cffaudit.cli import main
-from cffaudit.train.cli_args import parse_seeds
+from cffaudit.config import parse_seeds
 
 TINY_FLAGS = ["--dataset", "synthetic", "--synthetic-train", "400", "--synthetic-test", "200",
               "--embed-dim", "16", "--depth", "2", "--heads", "2", "--patch-size", "8",
@@ -37,7 +37,8 @@ def test_train_several_seeds_writes_one_folder_each(tmp_path):
         (["--set", "stage9.lr=1"], "unknown config key"),
         (["--set", "stage1.lr"], "expected KEY=VALUE"),
         (["--set", "stage2.weight_decay=lots"], "stage2.weight_decay: expected a number"),
-        (["--seeds", "5-2"], "--seeds: cannot read"),
+        (["--seeds", "5-2"], "--seeds: range '5-2' runs backwards"),
+        (["--seeds", "1,x"], "--seeds: cannot read"),
         (["--margin-schedule", "steep"], "loss.margin_schedule"),
     ],
 )
@@ -65,8 +66,8 @@ def test_missing_dataset_fails_with_instructions(tmp_path, capsys):
 
 
 def test_parse_seeds():
-    assert parse_seeds("1-3,7") == [1, 2, 3, 7]
-    with pytest.raises(ValueError, match="repeats"):
+    assert parse_seeds("1-3,7") == (1, 2, 3, 7)
+    with pytest.raises(ValueError, match="repeated"):
         parse_seeds("1,1")
 
 

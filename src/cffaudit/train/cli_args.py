@@ -61,26 +61,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'1-8' or '1,3,5' or '1-3,7' -> sorted unique seeds."""
-    seeds: list[int] = []
+def _seeds(text: str) -> tuple[int, ...]:
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                seeds.extend(range(lo, hi + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds: cannot read {text!r}; write e.g. 1-8 or 1,3,5") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"--seeds: need one or more non-negative seeds, got {text!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds: {text!r} repeats a seed")
-    return seeds
+        return C.parse_seeds(text)
+    except ValueError as exc:
+        raise ValueError(f"--seeds: {exc}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -132,7 +117,7 @@ def run_train_command(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        seeds = parse_seeds(args.seeds) if args.seeds else [cfg.seed]
+        seeds = list(_seeds(args.seeds)) if args.seeds else [cfg.seed]
         if args.seeds and args.seed is not None:
             raise ValueError("--seed and --seeds: give one or the other")
     except ValueError as exc:
