@@ -188,3 +188,9 @@ def test_gpu_style_run_bf16_fused_end_to_end_on_cpu(tmp_path, tiny_config):
     fp32 = train_run(tiny_config.override({"stage1.step_order": "fused"}), tmp_path / "fp32")
     first = lambda r: r["history"][0]["layers"][0]["loss"]  # noqa: E731
     assert first(res) == pytest.approx(first(fp32), rel=0.05)
+
+
+def test_best_val_loss_without_a_validation_set_fails_with_advice(tmp_path, tiny_config):
+    res = train_run(tiny_config.override({"stage1.select": "best_val_loss", "data.limit_val": 1}), tmp_path)
+    assert res["status"] == "failed"
+    assert "needs at least 2 validation images" in res["error"] and "--limit-val" in res["error"]
