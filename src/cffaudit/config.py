@@ -87,6 +87,9 @@ class PerfConfig:
     # "auto": bf16 autocast (loss in float32) and torch.compile on CUDA; float32, eager on CPU.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
+    # "retain": a CPU run keeps freed memory in its heap instead of returning it to the
+    # OS every step (glibc only; see cffaudit.train.memory). "system": malloc as is.
+    cpu_allocator: Literal["retain", "system"] = "retain"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ def validate(cfg: RunConfig) -> None:
     choice("stage1.select", cfg.stage1.select, ("last", "best_val_loss"))
     choice("perf.precision", cfg.perf.precision, ("auto", "fp32", "bf16"))
     choice("perf.compile", cfg.perf.compile, ("auto", "on", "off"))
+    choice("perf.cpu_allocator", cfg.perf.cpu_allocator, ("retain", "system"))
     if cfg.perf.compile == "on" and cfg.stage1.step_order == "per_block":
         raise ValueError("perf.compile=on compiles the fused step and cannot act on "
                          "stage1.step_order=per_block; use step_order fused or auto")

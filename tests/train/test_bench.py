@@ -25,6 +25,15 @@ def test_benchmark_record_has_every_field(tmp_path, capsys):
     assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
     assert rec["speedup"] == rec["views_per_s"] / rec["baseline_views_per_s"]
     assert rec["multi_seed"]["views_per_step"] == 2 * 2 * 32
+    # The CPU allocator setting is process-wide: when (a) ran without it and (b) with it,
+    # the baseline is measured again with it, so the record separates the two gains.
+    assert rec["solo"]["cpu_allocator"] in ("retain", "system")
+    if rec["baseline"]["cpu_allocator"] == "system" and rec["solo"]["cpu_allocator"] == "retain":
+        again = rec["baseline_retained_memory"]
+        assert again["cpu_allocator"] == "retain"
+        assert rec["speedup_over_baseline_retained_memory"] == rec["views_per_s"] / again["views_per_s"]
+    else:
+        assert "baseline_retained_memory" not in rec
     assert "views/s" in capsys.readouterr().out
 
 

@@ -183,7 +183,8 @@ def test_gpu_style_run_bf16_fused_end_to_end_on_cpu(tmp_path, tiny_config):
     cfg = tiny_config.override({"perf.precision": "bf16", "stage1.step_order": "fused"})
     res = train_run(cfg, tmp_path)
     assert res["status"] == "done", res["error"]
-    assert res["runtime"] == {"device": "cpu", "precision": "bf16", "compile": False, "step_order": "fused"}
+    assert res["runtime"] == {"device": "cpu", "precision": "bf16", "compile": False, "step_order": "fused",
+                              "cpu_allocator": "retain"}
     assert all(math.isfinite(l["loss"]) for r in res["history"] if r["stage"] == 1 for l in r["layers"])
     fp32 = train_run(tiny_config.override({"stage1.step_order": "fused"}), tmp_path / "fp32")
     first = lambda r: r["history"][0]["layers"][0]["loss"]  # noqa: E731

@@ -4,7 +4,8 @@ Two configs that must train the same model get the same id, so a sweep never tra
 a run twice and results can be shared between experiments:
 
 * settings that do not change the result are left out of the id: where the data
-  lives (``data.data_dir``, ``data.download``) and which device runs it (``device``);
+  lives (``data.data_dir``, ``data.download``), which device runs it (``device``)
+  and how CPU memory is allocated (``perf.cpu_allocator``);
 * derived values are compared, not their spellings: ``data.augment: auto`` is the
   dataset's preset, and a margin schedule is its list of per-block margins;
 * gradient-neutral margins are canonicalised: ``subtract`` only adds a constant per
@@ -31,7 +32,7 @@ from cffaudit.config import RunConfig
 GRADIENT_NEUTRAL_MARGINS = ("subtract", "none")
 
 #: Dotted config paths that never change a trained model or its accuracy.
-NON_RESULT_KEYS = ("data.data_dir", "data.download", "device")
+NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
 _SPELLING_KEYS = ("loss.margin_schedule", "loss.m0", "loss.mL")

@@ -85,8 +85,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         S, B, T, E = x.shape
         hs = E // self.heads
-        qkv = self.qkv(x).reshape(S * B, T, 3, self.heads, hs)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S*B, nh, T, hs)
+        qkv = self.qkv(x).view(S * B, T, 3, self.heads, hs)
+        # Strided views, no copy; SDPA takes them as they are, and the backward of
+        # unbind(2) writes the gradients straight into (S*B, T, 3, nh, hs) order
+        # (a permute first would cost one more copy of qkv's gradient).
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # each (S*B, nh, T, hs)
         y = F.scaled_dot_product_attention(q, k, v)  # (S*B, nh, T, hs)
         y = y.transpose(1, 2).reshape(S, B, T, E)
         return self.proj(y)

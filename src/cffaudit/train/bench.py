@@ -10,6 +10,10 @@ Three measurements in one process, on the same model size and the same data:
     runtime's step order, precision and compilation.
 (c) cffaudit, S seeds side by side in one ensemble.
 
+On a CPU, cffaudit keeps freed memory in the process (`cffaudit.train.memory`), a
+process-wide setting; (a) runs before it takes effect, and a second baseline run
+after it, (a'), separates that setting's gain from the structure's.
+
 Views per second count both views of every image of every seed. Timings exclude
 warm-up (and so compilation), use CUDA events on a GPU, and state n.
 """
@@ -101,6 +105,7 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
     from cffaudit.data import make_synthetic
     from cffaudit.loss import supcon_loss
     from cffaudit.model import CFFViT, layer_representation
+    from cffaudit.train.memory import freed_memory_retained
     from cffaudit.train.seeds import generator
 
     B = cfg.stage1.batch_size
@@ -133,7 +138,9 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
             loss.item()  # the original's per-block host sync
         if step >= warmup:
             times.append(time.perf_counter() - t0)
-    return _rate(times, 2 * B)
+    out = _rate(times, 2 * B)
+    out["cpu_allocator"] = "retain" if freed_memory_retained() and device.type == "cpu" else "system"
+    return out
 
 
 # -- (b), (c) cffaudit ----------------------------------------------------------------------
@@ -174,7 +181,7 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
     from cffaudit.train.seeds import generator
     from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer
 
-    rt = Runtime.from_config(cfg.override({"device": device.type}))
+    rt = Runtime.from_config(cfg.override({"device": device.type})).prepare_process()
     B, S = cfg.stage1.batch_size, ensemble
     x, y = make_synthetic(B * 4, num_classes=10, seed=1)
     x, y = x.to(device), y.to(device)
@@ -217,6 +224,7 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
         aug_times.append(stop())
     out = _rate(times, 2 * B * S)
     out.update(ensemble=S, precision=rt.precision, compile=rt.compile, step_order=rt.step_order,
+               cpu_allocator=rt.cpu_allocator,
                augment_s_per_step=sum(aug_times) / len(aug_times))
     return out
 
@@ -266,6 +274,12 @@ def run_benchmark(*, device: str = "auto", config: str = "paper", steps: int = 5
     rec["views_per_s"] = solo["views_per_s"]
     if baseline:
         rec["speedup"] = solo["views_per_s"] / rec["baseline_views_per_s"]
+        if solo["cpu_allocator"] == "retain" and rec["baseline"]["cpu_allocator"] == "system":
+            # (a') The process now keeps freed memory (cffaudit.train.memory), so a second
+            # baseline run shows how much of the speedup is the allocator, not the structure.
+            again = _baseline(cfg, dev, steps, warmup, workers)
+            rec["baseline_retained_memory"] = again
+            rec["speedup_over_baseline_retained_memory"] = solo["views_per_s"] / again["views_per_s"]
     if seeds > 1:
         multi = _cffaudit(cfg, dev, seeds, steps, warmup)
         rec["multi_seed"] = multi
@@ -338,6 +352,9 @@ def format_summary(rec: dict[str, Any]) -> str:
              f"cffaudit {env.get('version')} {env.get('git_revision') or ''}"]
     if "baseline" in rec:
         lines.append(f"  (a) original structure : {rec['baseline_views_per_s']:10.1f} views/s")
+    if "baseline_retained_memory" in rec:
+        lines.append(f"  (a') same, memory kept : {rec['baseline_retained_memory']['views_per_s']:10.1f} views/s "
+                     f"(the CPU allocator setting alone; cffaudit x{rec['speedup_over_baseline_retained_memory']:.2f})")
     s = rec["solo"]
     lines.append(f"  (b) cffaudit, 1 seed   : {s['views_per_s']:10.1f} views/s "
                  f"[{s['precision']}, compile={s['compile']}, {s['step_order']}]"

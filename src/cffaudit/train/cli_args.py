@@ -38,6 +38,7 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--probe-augment": ("stage2.probe_augment", str, "view (one augmented view per image, as the original) | none (cached features, faster)"),
     "--precision": ("perf.precision", str, "auto | fp32 | bf16"),
     "--compile": ("perf.compile", str, "auto | on | off"),
+    "--cpu-allocator": ("perf.cpu_allocator", str, "retain (keep freed memory in the process: no page faults per step) | system"),
     "--device": ("device", str, "auto | cpu | cuda"),
 }
 
