@@ -75,3 +75,9 @@ def fake_train_seeds(cfg, seeds, out_dirs, *, checkpoint, resume=False, progress
             f.write(f"{list(seeds)} resume={resume}\n")
         results.append(fake_train_run(cfg.override({"seed": seed}), out))
     return results
+
+
+def visible_devices_of_this_worker(i: int):
+    """For the GPU-pinning test: what a worker process was pinned to (no CUDA needed)."""
+    time.sleep(1.0)  # keep both workers busy at once, so that both take jobs
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()

@@ -193,7 +193,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _executor(args: argparse.Namespace, cpu_only: bool = False):
     from cffaudit.cli import CLIError
-    from cffaudit.experiments.executors import LocalExecutor, RayExecutor, local_gpu_count
+    from cffaudit.experiments.executors import LocalExecutor, RayExecutor, local_gpus
 
     if args.executor == "ray":
         if args.workers is not None:
@@ -206,7 +206,7 @@ def _executor(args: argparse.Namespace, cpu_only: bool = False):
             raise CLIError(f"--cpus-per-run must be > 0, got {cpus}")
         gpus = 0 if cpu_only else None
         return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=cpus, max_retries=retries)
-    gpus = [] if cpu_only else list(range(local_gpu_count()))
+    gpus = [] if cpu_only else local_gpus()
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     if len(gpus) > 1:

@@ -79,14 +79,14 @@ class LocalExecutor(Executor):
     Args:
         workers: 1 runs jobs in this process, one after another (no pickling, errors
             surface directly); more starts that many spawned worker processes.
-        gpus: GPU indices to pin workers to (one worker per GPU, via
-            CUDA_VISIBLE_DEVICES); ``workers`` defaults to ``len(gpus)``.
+        gpus: `CUDA_VISIBLE_DEVICES` entries to pin workers to, one worker per GPU
+            (see `local_gpus`); ``workers`` defaults to ``len(gpus)``.
     """
 
     name = "local"
 
-    def __init__(self, workers: Optional[int] = None, gpus: Optional[Sequence[int]] = None):
-        self.gpus = list(gpus) if gpus else []
+    def __init__(self, workers: Optional[int] = None, gpus: Optional[Sequence[int | str]] = None):
+        self.gpus = [str(g) for g in gpus] if gpus else []
         self.workers = workers if workers is not None else max(1, len(self.gpus))
         if self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
@@ -192,6 +192,24 @@ def local_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def local_gpus() -> list[str]:
+    """The CUDA devices this process may use, as `CUDA_VISIBLE_DEVICES` entries.
+
+    Workers are pinned by setting `CUDA_VISIBLE_DEVICES` to one entry, which the driver
+    reads as a physical index (or UUID). Where this process was itself restricted
+    (`CUDA_VISIBLE_DEVICES=4,5` from a scheduler), its device i is entry i of that list,
+    not physical GPU i: pinning a worker to "1" would put it on another job's GPU.
+    """
+    return visible_device_entries(os.environ.get("CUDA_VISIBLE_DEVICES"), local_gpu_count())
+
+
+def visible_device_entries(visible: Optional[str], count: int) -> list[str]:
+    """The first `count` entries of a `CUDA_VISIBLE_DEVICES` value (all indices if unset)."""
+    if visible is None or not visible.strip():
+        return [str(i) for i in range(count)]
+    return [e.strip() for e in visible.split(",") if e.strip()][:count]
+
+
 # -- Ray --------------------------------------------------------------------------------
 
 
@@ -236,12 +254,14 @@ class RayExecutor(Executor):
         gpus = self.gpus_per_task
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        remote = ray.remote(_call).options(
-            num_cpus=self.cpus_per_task,
-            num_gpus=gpus,
-            max_retries=self.max_retries,
-            retry_exceptions=False,
-        )
+        options: dict[str, Any] = {"num_cpus": self.cpus_per_task, "num_gpus": gpus,
+                                   "max_retries": self.max_retries, "retry_exceptions": False}
+        if gpus:
+            # A worker process that initialised CUDA stays on that GPU whatever Ray
+            # assigns its next task: one task per GPU worker process. (Ray only defaults
+            # to this when num_gpus is given to the decorator itself, as here.)
+            options["max_calls"] = 1
+        remote = ray.remote(**options)(_call)
         # Ray schedules; all jobs are submitted at once and wait for free resources.
         pending = {remote.remote(job.fn, job.args): job for job in jobs}
         try:
