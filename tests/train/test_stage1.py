@@ -122,3 +122,21 @@ def test_gpu_style_step_compiled_bf16_runs_and_tracks_fp32():
     for a, b in zip(losses["fp32"], losses["bf16_compiled"]):
         assert b.dtype == torch.float32 and torch.isfinite(b)
         assert torch.allclose(a, b, rtol=0.05)
+
+
+def test_compiled_step_keeps_compiling_run_after_run(monkeypatch):
+    """A sweep worker trains many configurations in one process: every new step object
+    must get compiled graphs, not fall back to eager once Dynamo's per-function
+    recompile limit is reached. (Dynamo's eager backend: the guards are what matter.)"""
+    import functools
+
+    import torch._dynamo
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    x, y = batch(0)
+    with torch._dynamo.config.patch(recompile_limit=2, fail_on_recompile_limit_hit=True):
+        for m0 in (0.4, 0.3, 0.2, 0.1):  # each margin is a new guard on the graph
+            model = tiny_model()
+            spec = LossSpec((m0, 0.2, 0.1), get_margin_variant("clamp"), "detach", 0.15)
+            step = Stage1Step(model, torch.optim.SGD(model.parameters(), lr=0.01), spec, order="fused", compile=True)
+            assert torch.isfinite(step(x, y))

@@ -146,26 +146,30 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
 # -- (b), (c) cffaudit ----------------------------------------------------------------------
 
 
-def _timer(device: torch.device) -> Callable[[], Callable[[], float]]:
-    """start() -> stop() -> seconds, with CUDA events on a GPU."""
-    import torch
+class _Clock:
+    """Timestamps that never synchronise: CUDA events recorded in the stream on a GPU,
+    read once after the last step; `perf_counter` on a CPU. A step measured between
+    two marks is then timed as the real training loop runs it, the host free to queue
+    the next step while the GPU finishes this one."""
 
-    if device.type == "cuda":
-        def start():
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
 
-            def stop() -> float:
-                b.record()
-                b.synchronize()
-                return a.elapsed_time(b) / 1000.0
-            return stop
-        return start
+    def mark(self) -> Any:
+        import torch
 
-    def start():
-        t0 = time.perf_counter()
-        return lambda: time.perf_counter() - t0
-    return start
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def intervals(self, marks: list[Any]) -> list[float]:
+        """Seconds between consecutive marks."""
+        if self.cuda:
+            marks[-1].synchronize()
+            return [a.elapsed_time(b) / 1000.0 for a, b in zip(marks, marks[1:])]
+        return [b - a for a, b in zip(marks, marks[1:])]
 
 
 def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, warmup: int,
@@ -199,29 +203,36 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
     gens = [generator(k, device) for k in range(S)]
     order = torch.Generator().manual_seed(0)
 
-    def batch():
-        idx = torch.stack([torch.randperm(len(x), generator=order)[:B] for _ in range(S)]).to(device)
+    # Every step's image indices, on the device before timing starts (the training loop
+    # likewise moves an epoch's permutations once, not a copy per step).
+    n_batches = steps + warmup
+    idx_all = torch.stack([torch.stack([torch.randperm(len(x), generator=order)[:B] for _ in range(S)])
+                           for _ in range(n_batches)]).to(device)  # (steps, S, B)
+
+    def batch(i: int):
+        idx = idx_all[i % n_batches]
         imgs = x[idx]  # (S, B, 3, 32, 32)
         views = torch.stack([torch.cat([augment(imgs[k], gens[k]), augment(imgs[k], gens[k])]) for k in range(S)])
         labels = y[idx]
         return views, torch.cat([labels, labels], dim=1)
 
-    start = _timer(device)
-    times = []
-    for step in range(steps + warmup):
-        stop = start()  # one timer per step: no extra synchronisation inside it
-        step_fn(*batch(), stats)
-        elapsed = stop()
+    clock = _Clock(device)
+    marks = []
+    for step in range(n_batches):
+        if step == warmup:
+            marks.append(clock.mark())
+        step_fn(*batch(step), stats)
         if step >= warmup:
-            times.append(elapsed)
+            marks.append(clock.mark())
         if on_step:
             on_step()
-    # Augmentation alone, timed separately so that the step above runs unsynchronised.
-    aug_times = []
-    for _ in range(steps):
-        stop = start()
-        batch()
-        aug_times.append(stop())
+    times = clock.intervals(marks)
+    # Augmentation alone, timed separately so that the steps above run as in training.
+    aug = [clock.mark()]
+    for i in range(steps):
+        batch(i)
+        aug.append(clock.mark())
+    aug_times = clock.intervals(aug)
     out = _rate(times, 2 * B * S)
     out.update(ensemble=S, precision=rt.precision, compile=rt.compile, step_order=rt.step_order,
                cpu_allocator=rt.cpu_allocator,
@@ -244,9 +255,13 @@ def _where_time_goes(cfg: RunConfig, device: torch.device, warmup: int) -> list[
     with profile(activities=acts, schedule=schedule(wait=warmup - 1, warmup=1, active=1, repeat=1)) as prof:
         _cffaudit(cfg, device, 1, steps=1, warmup=warmup, on_step=prof.step)
     events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]  # the step's own range
-    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 3), "calls": e.count} for e in rows]
+    # On a GPU the kernels' own time is what a step waits for; on a CPU, operator self time.
+    clock = "device" if device.type == "cuda" else "cpu"
+    self_time = (lambda e: e.self_device_time_total) if clock == "device" else (lambda e: e.self_cpu_time_total)
+    rows = sorted(events, key=self_time, reverse=True)[:8]
+    total = sum(self_time(e) for e in events) or 1
+    return [{"op": e.key, "self_share": round(self_time(e) / total, 3), "clock": clock, "calls": e.count}
+            for e in rows]
 
 
 def run_benchmark(*, device: str = "auto", config: str = "paper", steps: int = 5, warmup: int = 2,
@@ -370,7 +385,8 @@ def format_summary(rec: dict[str, Any]) -> str:
     lines.append(f"  projected paper-protocol run (600+50 epochs, 45k images): {proj['total'] / 60:.1f} min solo, "
                  f"{proj['per_seed_in_ensemble'] / 60:.1f} min per seed in an ensemble")
     if rec.get("where_time_goes"):
-        top = ", ".join(f"{r['op']} {100 * r['self_cpu_share']:.0f}%" for r in rec["where_time_goes"][:5])
-        lines.append(f"  where the time goes (CPU self time, 1 step): {top}")
+        rows = rec["where_time_goes"]
+        top = ", ".join(f"{r['op']} {100 * r['self_share']:.0f}%" for r in rows[:5])
+        lines.append(f"  where the time goes ({rows[0]['clock'].upper()} self time, 1 step): {top}")
     return "\n".join(lines)
 

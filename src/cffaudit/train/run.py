@@ -61,7 +61,10 @@ class Runtime:
     def from_config(cls, cfg: RunConfig) -> "Runtime":
         device = resolve_device(cfg.device)
         gpu = device.type == "cuda"
-        precision = cfg.perf.precision if cfg.perf.precision != "auto" else ("bf16" if gpu else "fp32")
+        # bf16 only where the GPU has it natively (Ampere and later); emulated bf16 on
+        # a V100 would be slower than float32.
+        native_bf16 = gpu and torch.cuda.is_bf16_supported(including_emulation=False)
+        precision = cfg.perf.precision if cfg.perf.precision != "auto" else ("bf16" if native_bf16 else "fp32")
         compile_ = {"auto": gpu, "on": True, "off": False}[cfg.perf.compile]
         # Measured at the paper configuration on a 2-core CPU (2026-11-22, freed memory
         # retained): 5.5 s per step per-block vs 6.2-6.7 s fused, 6.5 s fused and compiled
@@ -402,6 +405,7 @@ class _Ensemble:
                             + f" | CAR0 {layers[0]['car']:.3f}", refresh=False)
                         bar.update(1)
                     self.save()
+                del val_batches  # the validation views (S x 2 x val images) are not needed again
                 self.select_encoder()
                 self.stage, self.epoch = 2, 0
                 self.save()

@@ -100,6 +100,14 @@ class Stage1Step:
         self.layer_params = [model.layer_parameters(l) for l in range(model.depth)]
         forward = self._forward
         if compile:
+            # Dynamo guards each graph on the margins, temperature, margin variant and
+            # shapes, and keeps at most `recompile_limit` (8) graphs per function. A
+            # process that trains run after run (a sweep worker) would pass that limit
+            # after a few configurations (two graphs each: full and short last batch)
+            # and then run eagerly, saying so only in a log line. So every step object
+            # starts from an empty cache; Inductor's on-disk cache makes compiling a
+            # graph seen before cheap.
+            torch.compiler.reset()
             forward = torch.compile(forward, dynamic=False)
         self.forward = forward
 
