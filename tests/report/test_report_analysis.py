@@ -124,3 +124,28 @@ def test_json_output_schema():
     c10 = doc["designs"][0]["audit"]
     assert [t["term"] for t in c10["factorial_levene"]["terms"]] == ["margin", "stability", "margin:stability"]
     assert not math.isnan(c10["comparisons"][0]["variance_ratio"]["pvalue"])
+
+
+def test_a_design_mixing_devices_is_noted_and_can_be_filtered(tmp_path):
+    accs = {("clamp", "detach"): [78.5, 77.0, 80.1, 79.0], ("subtract", "detach"): [78.8, 79.3, 78.9, 79.0]}
+    store = write_store(tmp_path, accs)
+    for i, path in enumerate(sorted(store.rglob("result.json"))):
+        doc = json.loads(path.read_text())
+        gpu = i % 2 == 0
+        doc["runtime"] = {"device": "cuda:0" if gpu else "cpu", "precision": "bf16" if gpu else "fp32",
+                          "compile": gpu, "step_order": "fused" if gpu else "per_block"}
+        path.write_text(json.dumps(doc))
+    frame = load_runs([store])
+    assert sorted(frame["device"].value_counts().items()) == [("cpu", 4), ("cuda", 4)]
+    notes = analyze_runs(frame, n_resamples=50).designs[0].notes
+    assert any("device cpu (4 runs), cuda (4 runs)" in n and "--where device=cpu" in n for n in notes)
+    assert any("precision bf16 (4 runs), fp32 (4 runs)" in n for n in notes)
+    only_gpu = analyze_runs(frame, where=parse_where(["device=cuda"]), n_resamples=50)
+    assert only_gpu.runs_done == 4 and not any("mixes" in n for n in only_gpu.designs[0].notes)
+
+
+def test_runs_without_a_runtime_record_are_not_flagged(tmp_path):
+    accs = {("clamp", "detach"): [78.5, 77.0, 80.1], ("subtract", "detach"): [78.8, 79.3, 78.9]}
+    frame = load_runs([write_store(tmp_path, accs)])
+    assert frame["device"].isna().all()
+    assert not any("mixes" in n for n in analyze_runs(frame, n_resamples=50).designs[0].notes)

@@ -5,7 +5,11 @@ a run twice and results can be shared between experiments:
 
 * settings that do not change the result are left out of the id: where the data
   lives (``data.data_dir``, ``data.download``), which device runs it (``device``)
-  and how CPU memory is allocated (``perf.cpu_allocator``);
+  and how CPU memory is allocated (``perf.cpu_allocator``). A run id names the
+  experiment, not the hardware: with ``perf.precision: auto`` a GPU trains in bf16
+  and draws its augmentations from CUDA random streams, a CPU in float32 from CPU
+  streams. Each result records its runtime, and ``cffaudit analyze`` notes a design
+  whose runs mix devices or precisions (``--where device=cuda`` keeps one);
 * derived values are compared, not their spellings: ``data.augment: auto`` is the
   dataset's preset, and a margin schedule is its list of per-block margins;
 * gradient-neutral margins are canonicalised: ``subtract`` only adds a constant per

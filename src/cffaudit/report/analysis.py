@@ -205,6 +205,14 @@ def analyze_runs(
             vals = sorted(sub[other_factor].dropna().astype(str).unique())
             if len(vals) > 1:
                 design_notes.append(f"pooled over {other_factor} ({', '.join(vals)})")
+        for runtime_col in ("device", "precision"):
+            if runtime_col in sub.columns:
+                counts = sub[runtime_col].dropna().astype(str).value_counts().sort_index()
+                if len(counts) > 1:
+                    mix = ", ".join(f"{v} ({n} runs)" for v, n in counts.items())
+                    design_notes.append(
+                        f"mixes runs trained with {runtime_col} {mix}: a hardware difference inside the "
+                        f"comparison; keep one with --where {runtime_col}={counts.index[0]}")
         audit = variance_audit(
             sub,
             compare=compare,

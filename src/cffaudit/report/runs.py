@@ -122,6 +122,13 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
         "error": result.get("error"),
         "best_val_acc": result.get("best_val_acc"),
     }
+    # Where and how the run was trained. A run id names the experiment, not the hardware,
+    # so one design can hold runs from a CPU (float32) and a GPU (bf16 autocast, CUDA
+    # random streams); the analysis notes such a mix.
+    runtime = result.get("runtime") if isinstance(result.get("runtime"), dict) else {}
+    device = runtime.get("device")
+    row["device"] = str(device).split(":")[0] if device else None
+    row["precision"] = runtime.get("precision")
     for rec in _final_layer_records(result.get("history") or []):
         k = rec.get("layer")
         if k is None:
