@@ -147,6 +147,7 @@ def test_input_validation():
         build_augment("cifar", dataset="imagenet")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_itself_and_stays_on_device():
     for preset in PRESETS:
