@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cffaudit.data import DATASETS, DatasetError, default_data_dir, load_splits, make_synthetic
+from cffaudit.data import DatasetError, default_data_dir, load_splits, make_synthetic
 from cffaudit.data import readers, sources, splits
 from cffaudit.data.integrity import md5_of_bytes, md5_of_file
 from cffaudit.data.readers import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC

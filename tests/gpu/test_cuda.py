@@ -6,16 +6,16 @@ which also runs the benchmark). Each test names the part of the GPU path it exer
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from cffaudit.config import RunConfig
 from cffaudit.train.run import Runtime, train_run, train_seeds
+
+from tests.killing import kill_after_first_checkpoint
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -98,15 +98,8 @@ def test_killed_and_resumed_cuda_run_finishes_like_an_uninterrupted_one(tmp_path
     """Checkpoints on CUDA: model, AdamW state and CUDA generator states survive SIGKILL."""
     full = subprocess.run(_cli(tmp_path / "full"), capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(_cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_first_checkpoint(_cli(tmp_path / "killed"), tmp_path / "killed" / "checkpoint.pt", timeout=300,
+                                grace=0.5)
     resumed = subprocess.run(_cli(tmp_path / "killed", "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((tmp_path / "full" / "result.json").read_text())

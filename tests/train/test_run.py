@@ -1,14 +1,14 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from cffaudit.train.run import train_run, train_seeds
+
+from tests.killing import kill_after_first_checkpoint
 
 
 def metrics(res):
@@ -92,16 +92,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = subprocess.run(_cli(tmp_path / "full"), env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(_cli(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_first_checkpoint(_cli(tmp_path / "killed"), tmp_path / "killed" / "checkpoint.pt", env=env)
     assert not (tmp_path / "killed" / "result.json").exists()
     resumed = subprocess.run(_cli(tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

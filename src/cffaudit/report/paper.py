@@ -215,7 +215,7 @@ class _Computer:
             k_group = levene_test(cd, cr, sd, sr, center=center).pvalue
             for col, term in (("margin", "margin"), ("stability", "stability"), ("interaction", "margin:stability")):
                 a, b = pooled[col]
-                what = "diagonal groups" if col == "interaction" else f"groups pooled over the other factor"
+                what = "diagonal groups" if col == "interaction" else "groups pooled over the other factor"
                 alts = [
                     (f"one-way {row} on two {what}", levene_test(a, b, center=center).pvalue),
                     (f"one-way {row} over the 4 cells (k-group test)", k_group),
