@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a session lent a GPU should run, in one command: the CUDA tests, then the
-# stage-1 benchmark at the paper configuration. Works from a source checkout without
+# stage-1 benchmark at the paper configuration, then ensemble dimension against vmap. Works from a source checkout without
 # installing (PYTHONPATH=src), with whatever torch the machine has.
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]          # OUT_DIR: default $OUT, else benchmarks/results
@@ -34,5 +34,10 @@ print(re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-'))")
 json="$out/$(date +%F)-$slug-$config.json"
 python3 -m cffaudit.cli bench --device "$device" --config "$config" --steps "${BENCH_STEPS:-20}" --warmup 3 \
     --seeds "${BENCH_SEEDS:-8}" --json "$json" 2>&1 | tee "$out/bench-$config.log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+
+# The issue's other open question on a GPU: ensemble dimension against vmap over S models.
+python3 benchmarks/ensemble_vs_vmap.py --device "$device" --config "$config" --seeds "${BENCH_SEEDS:-8}" --reps 5 \
+    2>&1 | tee "$out/ensemble-vs-vmap-$config.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 exit $status
