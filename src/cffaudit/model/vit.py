@@ -75,6 +75,21 @@ class EnsembleLayerNorm(nn.Module):
         return torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
 
 
+#: CUDA's memory-efficient attention kernel puts the batch on a grid axis of at most
+#: 65535 blocks (pytorch/pytorch#142228), and S seeds x 2B views can exceed it
+#: (64 seeds at the paper's batch of 512 images); larger batches are split.
+SDPA_MAX_BATCH = 65535
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    n = q.shape[0]
+    if n <= SDPA_MAX_BATCH:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + SDPA_MAX_BATCH], k[i:i + SDPA_MAX_BATCH],
+                                                     v[i:i + SDPA_MAX_BATCH])
+                      for i in range(0, n, SDPA_MAX_BATCH)])
+
+
 class Attention(nn.Module):
     def __init__(self, ensemble: int, dim: int, heads: int) -> None:
         super().__init__()
@@ -90,7 +105,7 @@ class Attention(nn.Module):
         # unbind(2) writes the gradients straight into (S*B, T, 3, nh, hs) order
         # (a permute first would cost one more copy of qkv's gradient).
         q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # each (S*B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v)  # (S*B, nh, T, hs)
+        y = _attention(q, k, v)  # (S*B, nh, T, hs)
         y = y.transpose(1, 2).reshape(S, B, T, E)
         return self.proj(y)
 
