@@ -14,7 +14,9 @@ def kill_after_first_checkpoint(cmd: list[str], checkpoint: Path, *, env=None, t
     deadline = time.time() + timeout
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    assert checkpoint.exists(), f"no checkpoint after {timeout} s (exit status {proc.poll()})"
     time.sleep(grace)
+    assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"

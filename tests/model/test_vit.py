@@ -16,12 +16,12 @@ def test_attention_over_a_batch_beyond_the_kernel_limit_is_split_and_equal(monke
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
                         lambda q, k, v: calls.append(q.shape[0]) or sdpa(q, k, v))
     outs, grads = [], []
-    for limit in (vit.SDPA_MAX_BATCH, 3):  # 2 seeds x 5 images = 10 > 3: split in 4 chunks
+    for limit in (vit.SDPA_MAX_BATCH, 3):  # 2 seeds x 5 images = 10 > 3: split in 4 equal chunks
         monkeypatch.setattr(vit, "SDPA_MAX_BATCH", limit)
         calls.clear()
         m = _model()
         out = m.forward_layers(x, detach_between=False)[-1]
-        assert calls == ([10] * 2 if limit > 10 else [3, 3, 3, 1] * 2)  # per block
+        assert calls == ([10] * 2 if limit > 10 else [3, 3, 2, 2] * 2)  # per block
         out.square().sum().backward()
         outs.append(out.detach())
         grads.append(m.blocks[0].attn.qkv.weight.grad.clone())

@@ -15,14 +15,17 @@ import pytest
 from cffaudit.config import RunConfig
 from cffaudit.train.run import Runtime
 
-glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting acts on glibc's malloc")
+_libc, _version = platform.libc_ver()
+glibc_only = pytest.mark.skipif(
+    _libc != "glibc" or tuple(int(v) for v in _version.split(".")[:2]) < (2, 33),
+    reason="the setting acts on glibc's malloc; the check reads mallinfo2 (glibc 2.33+)")
 
 # Allocate a 64 MiB tensor, then free it, and report glibc's own accounting
 # (mallinfo2): whether the block came from mmap (returned to the OS on free, so the
 # next step faults its pages in again) or from the heap, and what the heap keeps free.
 _MALLINFO = """
 import ctypes, json, sys, torch
-from cffaudit.train.memory import freed_memory_retained, retain_freed_memory
+from cffaudit.train.memory import freed_memory_retained, release_freed_memory, retain_freed_memory
 applied = retain_freed_memory() if sys.argv[1] == "retain" else False
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
@@ -34,8 +37,12 @@ t.fill_(1.0)
 held = libc.mallinfo2()
 del t
 freed = libc.mallinfo2()
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
+before = rss()
+release_freed_memory()
 print(json.dumps({"applied": applied, "retained": freed_memory_retained(), "mmapped_while_held": held.hblkhd,
-                  "mmapped_after_free": freed.hblkhd, "heap_free_after_free": freed.fordblks}))
+                  "mmapped_after_free": freed.hblkhd, "heap_free_after_free": freed.fordblks,
+                  "rss_released": before - rss()}))
 """
 
 MIB = 2**20
@@ -54,6 +61,8 @@ def test_retained_memory_stays_in_the_heap_for_the_next_step():
     assert system["mmapped_while_held"] >= 64 * MIB and system["mmapped_after_free"] < 64 * MIB
     # Retained: it comes from the heap and stays there, free for the next allocation.
     assert retain["mmapped_while_held"] < 64 * MIB and retain["heap_free_after_free"] >= 64 * MIB
+    # At the end of a run the kept pages go back to the OS (a no-op by default).
+    assert retain["rss_released"] >= 60 * MIB and abs(system["rss_released"]) < 16 * MIB
 
 
 def test_runtime_resolves_the_allocator_per_device():
@@ -69,6 +78,14 @@ def test_runtime_reports_system_where_the_setting_cannot_apply(monkeypatch):
 
     monkeypatch.setattr(run, "retain_freed_memory", lambda: False)  # e.g. musl or macOS
     assert Runtime.from_config(RunConfig(device="cpu")).prepare_process().cpu_allocator == "system"
+
+
+def test_a_preloaded_allocator_is_left_alone(monkeypatch):
+    from cffaudit.train import memory
+
+    monkeypatch.setattr(memory, "_applied", None)
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert memory.retain_freed_memory() is False and not memory.freed_memory_retained()
 
 
 def test_unknown_allocator_is_a_config_error():

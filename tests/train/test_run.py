@@ -158,6 +158,18 @@ def test_resume_ignores_data_location_but_refuses_another_configuration(tmp_path
     assert other["status"] == "failed" and "another configuration" in other["error"]
 
 
+def test_resume_ignores_the_cpu_allocator_and_accepts_checkpoints_from_before_it(tmp_path, tiny_config):
+    import torch
+
+    train_run(tiny_config, tmp_path)
+    assert train_run(tiny_config.override({"perf.cpu_allocator": "system"}), tmp_path, resume=True)["status"] == "done"
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert "cpu_allocator" not in ckpt["config"]["perf"]  # as before the setting existed
+    ckpt["config"]["perf"]["cpu_allocator"] = "retain"  # a checkpoint that recorded it
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert train_run(tiny_config.override({"perf.cpu_allocator": "system"}), tmp_path, resume=True)["status"] == "done"
+
+
 def test_resume_on_another_device_is_refused(tmp_path, tiny_config):
     import torch
 

@@ -85,9 +85,9 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     n = q.shape[0]
     if n <= SDPA_MAX_BATCH:
         return F.scaled_dot_product_attention(q, k, v)
-    return torch.cat([F.scaled_dot_product_attention(q[i:i + SDPA_MAX_BATCH], k[i:i + SDPA_MAX_BATCH],
-                                                     v[i:i + SDPA_MAX_BATCH])
-                      for i in range(0, n, SDPA_MAX_BATCH)])
+    parts = -(-n // SDPA_MAX_BATCH)  # equal chunks, not a full one and a sliver
+    return torch.cat([F.scaled_dot_product_attention(*qkv)
+                      for qkv in zip(q.tensor_split(parts), k.tensor_split(parts), v.tensor_split(parts))])
 
 
 class Attention(nn.Module):

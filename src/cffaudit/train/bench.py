@@ -257,6 +257,13 @@ def _where_time_goes(cfg: RunConfig, device: torch.device, warmup: int) -> list[
     events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]  # the step's own range
     # On a GPU the kernels' own time is what a step waits for; on a CPU, operator self time.
     clock = "device" if device.type == "cuda" else "cpu"
+    if clock == "device":
+        from torch.autograd import DeviceType
+
+        # The kernels themselves: each kernel's time also appears in its launching aten
+        # op's device total, and user annotations (a compiled region) span whole steps.
+        events = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA
+                  and not getattr(e, "is_user_annotation", False)]
     self_time = (lambda e: e.self_device_time_total) if clock == "device" else (lambda e: e.self_cpu_time_total)
     rows = sorted(events, key=self_time, reverse=True)[:8]
     total = sum(self_time(e) for e in events) or 1

@@ -9,10 +9,12 @@ the kernel and ran at 91 views/s; with the two settings below, 2.5 s and 165 vie
 
 The settings: serve large blocks from the heap (`M_MMAP_MAX` = 0; glibc still falls
 back to mmap when the heap cannot grow) and never trim the heap's top
-(`M_TRIM_THRESHOLD` = max). Memory freed by one step is reused by the next; the cost is
-that the process keeps its peak footprint until it exits, which a training process
-reaches in its first step anyway. This is what jemalloc or tcmalloc in `LD_PRELOAD`
-would do for us, but those are not on every machine, and a library cannot preload.
+(`M_TRIM_THRESHOLD` = max). Memory freed by one step is reused by the next. While a
+run trains, the process keeps its peak footprint, which it reaches in its first step
+anyway; when a run ends, `release_freed_memory` hands the free pages back, so a
+long-lived sweep worker does not hold the largest run's heap between runs. This is
+what jemalloc or tcmalloc in `LD_PRELOAD` would do for us, but those are not on every
+machine, and a library cannot preload; where one is preloaded, it is left alone.
 
 `mallopt` is process-wide and cannot be undone for blocks already placed, so it is
 applied once, lazily, and only for CPU runs (`perf.cpu_allocator`).
@@ -21,7 +23,7 @@ applied once, lazily, and only for CPU runs (`perf.cpu_allocator`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import os
 import platform
 
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
@@ -45,14 +47,28 @@ def retain_freed_memory() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _preloaded_allocator():
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success; both must hold for the effect described above.
     _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
     return _applied
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc `malloc_trim`), where the
+    settings above are in effect; for the end of a run, never inside one."""
+    if _applied:
+        trim = ctypes.CDLL(None).malloc_trim
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        trim(0)
+
+
+def _preloaded_allocator() -> bool:
+    """jemalloc, tcmalloc or mimalloc in LD_PRELOAD replace malloc; mallopt would not reach them."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    return any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc"))

@@ -25,7 +25,7 @@ from cffaudit.loss import get_margin_variant
 from cffaudit.model import CFFViT
 from cffaudit.provenance import environment
 from cffaudit.train import stage2 as s2
-from cffaudit.train.memory import retain_freed_memory
+from cffaudit.train.memory import release_freed_memory, retain_freed_memory
 from cffaudit.train.seeds import derive_seeds, generator, seed_global_state
 from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer, validation_losses
 
@@ -89,6 +89,13 @@ class Runtime:
     def as_dict(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": self.precision, "compile": self.compile,
                 "step_order": self.step_order, "cpu_allocator": self.cpu_allocator}
+
+
+def _without_non_computation_keys(resolved: dict[str, Any]) -> dict[str, Any]:
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in resolved.items()}
+    d["data"].pop("data_dir", None), d["data"].pop("download", None), d.pop("device", None)
+    d.get("perf", {}).pop("cpu_allocator", None)
+    return d
 
 
 # -- data, per seed -----------------------------------------------------------------------
@@ -201,10 +208,9 @@ class _Ensemble:
     # -- checkpoint ----------------------------------------------------------------------
     def _resumable_config(self) -> dict[str, Any]:
         """The config a checkpoint must match: where the data lives, whether it may be
-        downloaded and how the device was named do not change the computation."""
-        d = self.cfg.resolved()
-        d["data"].pop("data_dir"), d["data"].pop("download"), d.pop("device")
-        return d
+        downloaded, how the device was named and how CPU memory is allocated do not
+        change the computation."""
+        return _without_non_computation_keys(self.cfg.resolved())
 
     def state(self) -> dict[str, Any]:
         return {
@@ -234,7 +240,9 @@ class _Ensemble:
         if st.get("version") != CHECKPOINT_VERSION or st.get("seeds") != self.seeds:
             raise RuntimeError(f"{self.checkpoint}: checkpoint is for seeds {st.get('seeds')} "
                                f"(version {st.get('version')}), not {self.seeds}; delete it or use another --out")
-        if st["config"] != self._resumable_config():
+        # Stored configs are filtered again: a checkpoint from before perf.cpu_allocator
+        # existed lacks that key, one made with the other setting has another value.
+        if _without_non_computation_keys(st["config"]) != self._resumable_config():
             raise RuntimeError(f"{self.checkpoint}: checkpoint was made with another configuration; "
                                "resume with the same flags, or use another --out")
         made = st["runtime"]
@@ -496,6 +504,8 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | P
     results = ens.results(error, tb)
     for d, res in zip(out_dirs, results):
         atomic_write_json(d / RESULT_NAME, res)
+    del ens  # model, data and optimiser state: freed before the heap is trimmed
+    release_freed_memory()  # a sweep worker's next run may be smaller; hand the pages back
     return results
 
 
