@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
@@ -295,6 +295,18 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
         else:
             kwargs[f.name] = _check_type(prefix + f.name, d[f.name], tp)
     return cls(**kwargs)
+
+
+#: Dotted config paths that never change a trained model or its accuracy: left out of
+#: run ids (experiments.identity) and of the config a checkpoint must match (train.run).
+NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
+
+
+def without_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """A copy of a nested dict without the given dotted paths (absent ones are skipped)."""
+    return {k: without_paths(v, [p.split(".", 1)[1] for p in paths if p.startswith(k + ".")])
+            if isinstance(v, dict) else v
+            for k, v in d.items() if k not in paths}
 
 
 def set_path(d: dict[str, Any], path: str, value: Any) -> None:

@@ -88,3 +88,11 @@ def test_set_accepts_exponent_numbers(tmp_path):
 def test_compile_with_per_block_order_is_refused(tmp_path, capsys):
     assert main(["train", *TINY_FLAGS, "--compile", "on", "--step-order", "per_block", "--out", str(tmp_path)]) == 2
     assert "per_block" in capsys.readouterr().err
+
+
+def test_without_paths_drops_dotted_paths_and_copies():
+    from cffaudit.config import without_paths
+
+    d = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}
+    assert without_paths(d, ["a.c.d", "f", "x.y"]) == {"a": {"b": 1, "c": {"e": 3}}}
+    assert d == {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}  # the input is untouched

@@ -30,13 +30,11 @@ import hashlib
 import json
 from typing import Any
 
-from cffaudit.config import RunConfig
+from cffaudit.config import NON_RESULT_KEYS, RunConfig
 
 #: Margins whose gradient does not depend on the margin values.
 GRADIENT_NEUTRAL_MARGINS = ("subtract", "none")
 
-#: Dotted config paths that never change a trained model or its accuracy.
-NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
 _SPELLING_KEYS = ("loss.margin_schedule", "loss.m0", "loss.mL")

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from cffaudit.config import RunConfig, parse_seeds  # noqa: F401  (parse_seeds: re-exported)
+from cffaudit.config import NON_RESULT_KEYS, RunConfig, parse_seeds  # noqa: F401  (parse_seeds: re-exported)
 from cffaudit.experiments.identity import (
     GRADIENT_NEUTRAL_MARGINS,
-    NON_RESULT_KEYS,
     canonical_config,
     condition_key,
     run_id,

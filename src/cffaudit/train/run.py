@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cffaudit.atomic import atomic_torch_save, atomic_write_json
-from cffaudit.config import RunConfig
+from cffaudit.config import NON_RESULT_KEYS, RunConfig, without_paths
 from cffaudit.diagnostics import EpochStats
 from cffaudit.loss import get_margin_variant
 from cffaudit.model import CFFViT
@@ -89,13 +89,6 @@ class Runtime:
     def as_dict(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": self.precision, "compile": self.compile,
                 "step_order": self.step_order, "cpu_allocator": self.cpu_allocator}
-
-
-def _without_non_computation_keys(resolved: dict[str, Any]) -> dict[str, Any]:
-    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in resolved.items()}
-    d["data"].pop("data_dir", None), d["data"].pop("download", None), d.pop("device", None)
-    d.get("perf", {}).pop("cpu_allocator", None)
-    return d
 
 
 # -- data, per seed -----------------------------------------------------------------------
@@ -207,10 +200,9 @@ class _Ensemble:
 
     # -- checkpoint ----------------------------------------------------------------------
     def _resumable_config(self) -> dict[str, Any]:
-        """The config a checkpoint must match: where the data lives, whether it may be
-        downloaded, how the device was named and how CPU memory is allocated do not
-        change the computation."""
-        return _without_non_computation_keys(self.cfg.resolved())
+        """The config a checkpoint must match: all of it but what cannot change the
+        computation (where the data lives, how the device was named, ...)."""
+        return without_paths(self.cfg.resolved(), NON_RESULT_KEYS)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -242,7 +234,7 @@ class _Ensemble:
                                f"(version {st.get('version')}), not {self.seeds}; delete it or use another --out")
         # Stored configs are filtered again: a checkpoint from before perf.cpu_allocator
         # existed lacks that key, one made with the other setting has another value.
-        if _without_non_computation_keys(st["config"]) != self._resumable_config():
+        if without_paths(st["config"], NON_RESULT_KEYS) != self._resumable_config():
             raise RuntimeError(f"{self.checkpoint}: checkpoint was made with another configuration; "
                                "resume with the same flags, or use another --out")
         made = st["runtime"]
