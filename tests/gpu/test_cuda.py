@@ -6,8 +6,6 @@ which also runs the benchmark). Each test names the part of the GPU path it exer
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 from cffaudit.config import RunConfig
 from cffaudit.train.run import Runtime, train_run, train_seeds
 
-from tests.killing import kill_after_first_checkpoint
+from tests.killing import uninterrupted_and_resumed
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -91,25 +89,11 @@ def test_cpu_and_cuda_start_from_the_same_weights_and_split(tmp_path, tiny_confi
     assert torch.equal(runs["cpu"].data.train_y, runs["cuda"].data.train_y.cpu())
 
 
-def _cli(out, *extra):
-    return [sys.executable, "-m", "cffaudit.cli", "train", "--dataset", "synthetic", "--synthetic-train", "3000",
-            "--synthetic-test", "200", "--embed-dim", "16", "--depth", "2", "--heads", "2", "--patch-size", "8",
-            "--epochs-stage1", "30", "--epochs-stage2", "3", "--batch-size", "100", "--device", "cuda",
-            "--precision", "fp32", "--compile", "off", "--no-progress", "--out", str(out), *extra]
-
-
 @pytest.mark.slow
 def test_killed_and_resumed_cuda_run_finishes_like_an_uninterrupted_one(tmp_path):
     """Checkpoints on CUDA: model, AdamW state and CUDA generator states survive SIGKILL."""
-    full = subprocess.run(_cli(tmp_path / "full"), capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
-    kill_after_first_checkpoint(_cli(tmp_path / "killed"), tmp_path / "killed" / "checkpoint.pt", timeout=300,
-                                grace=0.2)
-    assert not (tmp_path / "killed" / "result.json").exists()
-    resumed = subprocess.run(_cli(tmp_path / "killed", "--resume"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    a = json.loads((tmp_path / "full" / "result.json").read_text())
-    b = json.loads((tmp_path / "killed" / "result.json").read_text())
+    a, b = uninterrupted_and_resumed(tmp_path, "--device", "cuda", "--precision", "fp32", "--compile", "off",
+                                     "--epochs-stage1", "30", timeout=300, grace=0.2)
     for ra, rb in zip(stage1_history(a), stage1_history(b)):
         for (la, pa), (lb, pb) in zip(ra, rb):
             assert pa == pb and la == pytest.approx(lb, rel=1e-4, abs=1e-5)

@@ -1,14 +1,12 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 
 from cffaudit.train.run import train_run, train_seeds
 
-from tests.killing import kill_after_first_checkpoint
+from tests.killing import uninterrupted_and_resumed
 
 
 def metrics(res):
@@ -80,24 +78,10 @@ def test_data_error_is_recorded_not_raised(tmp_path, tiny_config):
     assert res["status"] == "failed" and "DatasetError" in res["error"] and res["traceback"]
 
 
-def _cli(tmp_out, *extra):
-    return [sys.executable, "-m", "cffaudit.cli", "train", "--dataset", "synthetic",
-            "--synthetic-train", "3000", "--synthetic-test", "200", "--embed-dim", "16", "--depth", "2",
-            "--heads", "2", "--patch-size", "8", "--epochs-stage1", "8", "--epochs-stage2", "3",
-            "--batch-size", "100", "--device", "cpu", "--no-progress", "--out", str(tmp_out), *extra]
-
-
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = subprocess.run(_cli(tmp_path / "full"), env=env, capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
-    kill_after_first_checkpoint(_cli(tmp_path / "killed"), tmp_path / "killed" / "checkpoint.pt", env=env)
-    assert not (tmp_path / "killed" / "result.json").exists()
-    resumed = subprocess.run(_cli(tmp_path / "killed", "--resume"), env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    a = json.loads((tmp_path / "full" / "result.json").read_text())
-    b = json.loads((tmp_path / "killed" / "result.json").read_text())
+    a, b = uninterrupted_and_resumed(tmp_path, "--device", "cpu", env=env)
     assert metrics(a) == metrics(b)
 
 
