@@ -302,6 +302,18 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
 NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
 
 
+def flatten_paths(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {dotted.path: leaf value} (empty sub-dicts leave no key)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = prefix + str(k)
+        if isinstance(v, dict):
+            out.update(flatten_paths(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def without_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     """A copy of a nested dict without the given dotted paths (absent ones are skipped)."""
     return {k: without_paths(v, [p.split(".", 1)[1] for p in paths if p.startswith(k + ".")])

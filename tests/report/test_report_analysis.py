@@ -149,3 +149,15 @@ def test_runs_without_a_runtime_record_are_not_flagged(tmp_path):
     frame = load_runs([write_store(tmp_path, accs)])
     assert frame["device"].isna().all()
     assert not any("mixes" in n for n in analyze_runs(frame, n_resamples=50).designs[0].notes)
+
+
+def test_settings_that_cannot_change_a_result_do_not_split_designs(tmp_path):
+    accs = {("clamp", "detach"): [78.5, 77.0, 80.1, 79.0], ("subtract", "detach"): [78.8, 79.3, 78.9, 79.0]}
+    store = write_store(tmp_path, accs)
+    for i, path in enumerate(sorted(store.rglob("result.json"))):
+        doc = json.loads(path.read_text())
+        if i % 2:  # written before perf.cpu_allocator existed, or with the other value
+            doc["config"]["perf"] = {"cpu_allocator": "system" if i % 4 == 1 else "retain"}
+        path.write_text(json.dumps(doc))
+    analysis = analyze_runs(load_runs([store]), n_resamples=50)
+    assert len(analysis.designs) == 1 and analysis.designs[0].n_runs == 8

@@ -11,11 +11,11 @@ import torch
 
 from cffaudit.data import readers, synthetic
 from cffaudit.data.download import extract_members, fetch
+from cffaudit.config import DATASETS
 from cffaudit.data.errors import DatasetError
 from cffaudit.data.integrity import md5_of_bytes, md5_of_file
 from cffaudit.data.sources import SOURCES, DataFile, DatasetSource
 
-DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
 # Held-out validation fraction: 5000 of CIFAR's 50000, the same proportion elsewhere.
 VAL_FRACTION = 0.1
 _REMEDY = ("Delete it and re-run with --download, or pass --data-dir pointing at a folder "

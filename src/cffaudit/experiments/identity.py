@@ -30,7 +30,7 @@ import hashlib
 import json
 from typing import Any
 
-from cffaudit.config import NON_RESULT_KEYS, RunConfig
+from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths
 
 #: Margins whose gradient does not depend on the margin values.
 GRADIENT_NEUTRAL_MARGINS = ("subtract", "none")
@@ -62,10 +62,10 @@ def canonical_config(cfg: RunConfig) -> RunConfig:
 
 def identity_dict(cfg: RunConfig) -> dict[str, Any]:
     """The flat {dotted.path: value} mapping that defines a run's identity."""
-    flat = _flatten(canonical_config(cfg).resolved())
+    flat = flatten_paths(canonical_config(cfg).resolved())
     for key in NON_RESULT_KEYS + _SPELLING_KEYS:
         flat.pop(key, None)
-    default = _flatten(canonical_config(RunConfig()).resolved())
+    default = flatten_paths(canonical_config(RunConfig()).resolved())
     return {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != _normalise(default.get(k, _MISSING))}
 
 
@@ -94,16 +94,6 @@ _MISSING = object()
 def _hash(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, prefix + k + "."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def _normalise(v: Any) -> Any:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from cffaudit.config import NON_RESULT_KEYS, RunConfig, parse_seeds  # noqa: F401  (parse_seeds: re-exported)
+from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths, parse_seeds  # noqa: F401  (parse_seeds: re-exported)
 from cffaudit.experiments.identity import (
     GRADIENT_NEUTRAL_MARGINS,
     canonical_config,
@@ -176,7 +176,7 @@ class ExperimentSpec:
         base = d.get("base") or {}
         if not isinstance(base, dict):
             raise fail(f"base: expected a mapping of config keys, got {base!r}")
-        base_flat = _flatten_base(base)
+        base_flat = flatten_paths(base)
         if "seed" in base_flat:
             raise fail("base: do not set 'seed' here; list the seeds under 'seeds'")
 
@@ -368,17 +368,6 @@ def _probe_value(path: str) -> Any:
             return None
         node = node[k]
     return node
-
-
-def _flatten_base(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = prefix + str(k)
-        if isinstance(v, dict):
-            out.update(_flatten_base(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _schedule_was_canonicalised(spec: ExperimentSpec, run: PlannedRun) -> bool:

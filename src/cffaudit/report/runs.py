@@ -14,6 +14,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import pandas as pd
 
+from cffaudit.config import NON_RESULT_KEYS, flatten_paths
+
 PathLike = Union[str, Path]
 
 #: Columns every loaded frame has, whatever the input format.
@@ -35,11 +37,12 @@ RUN_COLUMNS = (
 DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation")
 
 # Config keys that never make two runs different experiments: the seed is the replicate
-# index, the device and worker counts change speed only, and the factor columns are
+# index, what cannot change a result (NON_RESULT_KEYS: data location, device, CPU
+# allocator) and worker counts change speed only, and the factor columns are
 # represented explicitly.
 _IGNORED_CONFIG_KEYS = {
+    *NON_RESULT_KEYS,
     "seed",
-    "device",
     "loss.margin",
     "loss.stability",
     "loss.margin_schedule",
@@ -48,7 +51,6 @@ _IGNORED_CONFIG_KEYS = {
     "loss.margins",
     "data.dataset",
     "data.augment",
-    "data.download",
     "stage1.step_order",  # per-block and fused stepping give the same updates (SPEC.md)
 }
 _IGNORED_CONFIG_WORDS = ("dir", "root", "path", "workers", "log", "device", "out", "checkpoint", "resume", "compile")
@@ -58,20 +60,10 @@ class RunLoadError(ValueError):
     """An input could not be read as runs (bad file, unknown format, missing columns)."""
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-
-
 def _design_config(config: dict) -> dict[str, Any]:
     """Dotted config keys that can make runs different experiments (see _IGNORED_*)."""
-    flat: dict[str, Any] = {}
-    _flatten("", config, flat)
     keep = {}
-    for key, value in flat.items():
+    for key, value in flatten_paths(config).items():
         if key in _IGNORED_CONFIG_KEYS:
             continue
         if any(word in part.lower() for part in key.split(".") for word in _IGNORED_CONFIG_WORDS):
