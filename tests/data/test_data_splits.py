@@ -279,3 +279,16 @@ def test_synthetic_is_learnable_by_a_linear_probe_but_not_trivially():
     # encoder) are far from enough: the encoder has to learn texture and layout.
     mean_colour = probe_accuracy(lambda im: im.double().mean((2, 3)) / 255, 1e-3)
     assert 0.15 < mean_colour < 0.75, mean_colour
+
+
+def test_read_once_split_per_seed_equals_load_splits():
+    from cffaudit.data import read_dataset, split_dataset
+
+    data = read_dataset("synthetic", synthetic_train=400)
+    for seed in (1, 2):
+        a = split_dataset(data, split_seed=seed, limit_val=7)
+        b = load_splits("synthetic", synthetic_train=400, split_seed=seed, limit_val=7)
+        assert all(torch.equal(getattr(a, t), getattr(b, t))
+                   for t in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"))
+    with pytest.raises(DatasetError, match="limit_val=41"):
+        split_dataset(data, limit_val=41)

@@ -182,3 +182,17 @@ def test_best_val_loss_without_a_validation_set_fails_with_advice(tmp_path, tiny
     res = train_run(tiny_config.override({"stage1.select": "best_val_loss", "data.limit_val": 1}), tmp_path)
     assert res["status"] == "failed"
     assert "needs at least 2 validation images" in res["error"] and "--limit-val" in res["error"]
+
+
+def test_an_ensemble_reads_its_dataset_once(tiny_config, monkeypatch):
+    import torch
+
+    import cffaudit.data as data
+    from cffaudit.train.run import load_seed_data
+
+    reads = []
+    real = data.read_dataset
+    monkeypatch.setattr(data, "read_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
+    stacked = load_seed_data(tiny_config, [3, 4, 5], torch.device("cpu"), progress=False)
+    assert len(reads) == 1 and stacked.train_x.shape[0] == 3
+    assert not torch.equal(stacked.val_y[0], stacked.val_y[1])  # each seed its own split

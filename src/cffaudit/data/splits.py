@@ -201,6 +201,18 @@ def _first(idx: torch.Tensor, limit: int | None, name: str, what: str) -> torch.
     return idx[:limit]
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as read, before any split: its own training and test sets."""
+
+    name: str
+    num_classes: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
 def load_splits(
     dataset: str,
     *,
@@ -237,24 +249,53 @@ def load_splits(
         DatasetError: unknown dataset, bad argument, missing/corrupt/tampered files.
     """
     _check_dataset(dataset)
+    check_split_arguments(split_seed, limit_train, limit_val)  # before any file is read
+    data = read_dataset(dataset, data_dir=data_dir, download=download, synthetic_train=synthetic_train,
+                        synthetic_test=synthetic_test, synthetic_classes=synthetic_classes, progress=progress)
+    return split_dataset(data, split_seed=split_seed, limit_train=limit_train, limit_val=limit_val)
+
+
+def check_split_arguments(split_seed: int, limit_train: int | None, limit_val: int | None) -> None:
+    """Refuse a split seed or limits that could not split any dataset."""
     if isinstance(split_seed, bool) or not isinstance(split_seed, int):
         raise DatasetError(f"split_seed: must be an integer, got {split_seed!r}")
     if limit_train is not None:
         _positive_int("limit_train", limit_train)
     if limit_val is not None:
         _positive_int("limit_val", limit_val)
+
+
+def read_dataset(
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    synthetic_train: int = 5000,
+    synthetic_test: int = 1000,
+    synthetic_classes: int = 10,
+    progress: bool = True,
+) -> Dataset:
+    """Locate, verify and read a dataset once (arguments as :func:`load_splits`); split
+    it with :func:`split_dataset`, as often as there are split seeds."""
+    _check_dataset(dataset)
     if dataset == "synthetic":
         _positive_int("synthetic_train", synthetic_train, 2)
         _positive_int("synthetic_test", synthetic_test)
         _positive_int("synthetic_classes", synthetic_classes, 2)
-        num_classes = synthetic_classes
-        train_x, train_y = synthetic.make_synthetic(synthetic_train, num_classes=num_classes, seed=synthetic.TRAIN_SEED)
-        test_x, test_y = synthetic.make_synthetic(synthetic_test, num_classes=num_classes, seed=synthetic.TEST_SEED)
-    else:
-        source = SOURCES[dataset]
-        num_classes = source.num_classes
-        train_x, train_y, test_x, test_y = _read_real(source, _locate(source, data_dir, download, progress))
+        train_x, train_y = synthetic.make_synthetic(synthetic_train, num_classes=synthetic_classes,
+                                                    seed=synthetic.TRAIN_SEED)
+        test_x, test_y = synthetic.make_synthetic(synthetic_test, num_classes=synthetic_classes,
+                                                  seed=synthetic.TEST_SEED)
+        return Dataset(dataset, synthetic_classes, train_x, train_y, test_x, test_y)
+    source = SOURCES[dataset]
+    return Dataset(dataset, source.num_classes, *_read_real(source, _locate(source, data_dir, download, progress)))
 
+
+def split_dataset(data: Dataset, *, split_seed: int = 0, limit_train: int | None = None,
+                  limit_val: int | None = None) -> Splits:
+    """Hold out the validation set of ``split_seed`` and apply the limits (see :func:`load_splits`)."""
+    check_split_arguments(split_seed, limit_train, limit_val)
+    dataset, train_x, train_y = data.name, data.train_x, data.train_y
     n = train_x.shape[0]
     n_val = max(1, int(n * VAL_FRACTION))
     if n - n_val < 1:
@@ -265,11 +306,11 @@ def load_splits(
     val_idx = _first(val_idx, limit_val, "limit_val", f"validation images of {dataset}")
     return Splits(
         name=dataset,
-        num_classes=num_classes,
+        num_classes=data.num_classes,
         train_x=train_x[train_idx].contiguous(),
         train_y=train_y[train_idx].contiguous(),
         val_x=train_x[val_idx].contiguous(),
         val_y=train_y[val_idx].contiguous(),
-        test_x=test_x.contiguous(),
-        test_y=test_y.contiguous(),
+        test_x=data.test_x.contiguous(),
+        test_y=data.test_y.contiguous(),
     )

@@ -97,15 +97,16 @@ class Runtime:
 def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.device, progress: bool):
     """The splits of every seed of an ensemble, as one `Splits` whose tensors are
     stacked along a leading seed dimension, (S, N, ...), on the device."""
-    from cffaudit.data import Splits, load_splits
+    from cffaudit.data import Splits, check_split_arguments, read_dataset, split_dataset
 
-    splits = [
-        load_splits(cfg.data.dataset, data_dir=cfg.data.data_dir, download=cfg.data.download,
-                    split_seed=s, limit_train=cfg.data.limit_train, limit_val=cfg.data.limit_val,
-                    synthetic_train=cfg.data.synthetic_train, synthetic_test=cfg.data.synthetic_test,
-                    synthetic_classes=cfg.data.synthetic_classes, progress=progress)
-        for s in split_seeds
-    ]
+    limits = {"limit_train": cfg.data.limit_train, "limit_val": cfg.data.limit_val}
+    for s in split_seeds:
+        check_split_arguments(s, **limits)  # before any file is read
+    # Read (and checksum) once; only the held-out permutation differs between seeds.
+    data = read_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, download=cfg.data.download,
+                        synthetic_train=cfg.data.synthetic_train, synthetic_test=cfg.data.synthetic_test,
+                        synthetic_classes=cfg.data.synthetic_classes, progress=progress)
+    splits = [split_dataset(data, split_seed=s, **limits) for s in split_seeds]
     stack = lambda attr: torch.stack([getattr(s, attr) for s in splits]).to(device)  # noqa: E731
     tensors = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
     return Splits(name=splits[0].name, num_classes=splits[0].num_classes, **{t: stack(t) for t in tensors})
