@@ -54,6 +54,12 @@ def _umask() -> int:
     return mask
 
 
+def atomic_write_stream(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
+    """Let `write` stream bytes into the binary file at `path`, atomically; if `write`
+    raises (a checksum that does not match, say), nothing is written and it propagates."""
+    return _atomic_write(path, write, "wb")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically."""
     return _atomic_write(path, lambda f: f.write(data), "wb")

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import http.server
 import io
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -69,6 +70,10 @@ def test_fetch_writes_a_verified_file(server, tmp_path):
     fetch((base + "blob.bin",), dest, md5=md5_of_file(www / "blob.bin"), progress=True)
     assert dest.read_bytes() == b"x" * 100_000
     assert leftovers(dest.parent) == ["blob.bin"]  # no temp file left behind
+    # Readable as a plain write would leave it (a shared dataset cache), not mkstemp's 0600.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_failed_checksum_leaves_no_file(server, tmp_path):
@@ -119,7 +124,7 @@ def test_download_with_bad_checksum_leaves_nothing_and_loads_nothing(server, tmp
     with pytest.raises(DatasetError, match="checksum mismatch"):
         load_splits("svhn", data_dir=str(target), download=True, progress=False)
     assert "train_32x32.mat" not in leftovers(target)
-    assert not any(name.endswith(".part") for name in leftovers(target))
+    assert not any(name.startswith(".") for name in leftovers(target))  # no temporary file left
 
 
 def _cifar_tarball(www: Path, tmp_path: Path) -> tuple[Path, Path]:

@@ -1,22 +1,21 @@
 """Fetching dataset files: checksum-verified, with a progress bar, written atomically.
 
-A download streams into a temporary file next to its destination, hashing as it goes;
-only a file whose MD5 matches is renamed into place (``os.replace`` is atomic on one
-filesystem), so an interrupted or tampered download never leaves a file that a later run
+A download streams into a temporary file next to its destination, hashing as it goes
+(`cffaudit.atomic`); only a file whose MD5 matches is renamed into place, with the
+permissions a plain write would give it (``os.replace`` is atomic on one filesystem), so an interrupted or tampered download never leaves a file that a later run
 could mistake for a good one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from cffaudit.atomic import atomic_write_stream
 from cffaudit.data.errors import DatasetError
 
 _CHUNK = 1 << 16
@@ -28,19 +27,14 @@ def _atomic_write_stream(src: BinaryIO, dest: Path, *, expected_md5: str | None,
     """Copy ``src`` into ``dest`` via a temp file; keep it only if the MD5 matches."""
     from tqdm.auto import tqdm  # lazily: only downloads need it
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    def copy_and_check(out: BinaryIO) -> None:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                              desc=desc, disable=not progress, leave=False) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress,
+                  leave=False) as bar:
             for block in iter(lambda: src.read(_CHUNK), b""):
                 out.write(block)
                 digest.update(block)
                 bar.update(len(block))
-            out.flush()
-            os.fsync(out.fileno())
         actual = digest.hexdigest()
         if expected_md5 is not None and actual != expected_md5:
             raise DatasetError(
@@ -48,9 +42,8 @@ def _atomic_write_stream(src: BinaryIO, dest: Path, *, expected_md5: str | None,
                 f"was corrupted or the source changed, so nothing was written to {dest}. Try again "
                 "later, or fetch the file by hand and pass its folder with --data-dir."
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write_stream(dest, copy_and_check)
 
 
 def fetch(urls: tuple[str, ...], dest: Path, *, md5: str, progress: bool = True) -> None:
