@@ -21,8 +21,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from cffaudit.data.errors import DatasetError
-
 _CHUNK = 1 << 20
 
 
@@ -105,20 +103,3 @@ def safe_unpickle(fh: BinaryIO) -> Any:
 def safe_unpickle_bytes(data: bytes) -> Any:
     """:func:`safe_unpickle` of an in-memory byte string."""
     return safe_unpickle(io.BytesIO(data))
-
-
-def verify_md5(path: Path, expected: tuple[str, ...], *, what_to_do: str) -> None:
-    """Raise :class:`DatasetError` unless the file's MD5 is one of ``expected``.
-
-    Args:
-        path: the file to check.
-        expected: accepted hex digests (a file may have several published forms).
-        what_to_do: the remedy to print, e.g. which flag re-fetches the file.
-    """
-    actual = md5_of_file(path)
-    if actual not in expected:
-        raise DatasetError(
-            f"checksum mismatch for {path}: MD5 {actual}, expected "
-            f"{' or '.join(expected)}. The file is truncated, corrupted or not the published "
-            f"version, so it was not read. {what_to_do}"
-        )
