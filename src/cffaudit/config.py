@@ -297,6 +297,11 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+#: The files of a run folder: the outcome (written last, atomically) and the checkpoint
+#: a resume continues from.
+RESULT_NAME = "result.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+
 #: Dotted config paths that never change a trained model or its accuracy: left out of
 #: run ids (experiments.identity) and of the config a checkpoint must match (train.run).
 NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")

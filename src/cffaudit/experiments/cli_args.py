@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cffaudit.config import DEVICES
+from cffaudit.config import DEVICES, RESULT_NAME
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -153,7 +153,7 @@ def _sweep(args: argparse.Namespace) -> int:
         todo = [r.run_id for r in expansion.runs if done.get(r.run_id) != "done"]
         reusable = 0
         for other in [Path(p) for p in list(spec.reuse) + list(args.reuse)]:
-            found = [rid for rid in todo if finished_result(other / "runs" / rid / "result.json", rid)]
+            found = [rid for rid in todo if finished_result(other / "runs" / rid / RESULT_NAME, rid)]
             print(f"reuse {other}: {len(found)} finished run(s) with the same ids to copy")
             todo = [rid for rid in todo if rid not in found]
             reusable += len(found)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cffaudit.atomic import atomic_write_text
+from cffaudit.config import RESULT_NAME
 
 SCHEMA_VERSION = 1
 DB_NAME = "store.sqlite"
@@ -378,7 +379,7 @@ def load_store_results(store_dir: str | Path, status: Optional[str] = "done") ->
     for row in store.rows():
         if status is not None and row.status != status:
             continue
-        path = store.run_dir(row.run_id) / "result.json"
+        path = store.run_dir(row.run_id) / RESULT_NAME
         record: dict[str, Any] = {}
         if path.exists():
             try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from cffaudit.atomic import atomic_write_json
-from cffaudit.config import RunConfig
+from cffaudit.config import CHECKPOINT_NAME, RESULT_NAME, RunConfig
 from cffaudit.experiments.executors import Executor, Job, JobDone, LocalExecutor
 from cffaudit.experiments.identity import run_id as compute_run_id
 from cffaudit.experiments.identity import stable_hash
@@ -75,8 +75,8 @@ def execute_run(task: RunTask, run_fn: RunFn = train_run_entry) -> dict[str, Any
     """
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    result_path = run_dir / "result.json"
-    resume = (run_dir / "checkpoint.pt").exists()
+    result_path = run_dir / RESULT_NAME
+    resume = (run_dir / CHECKPOINT_NAME).exists()
     t0 = time.monotonic()
     header = (
         f"=== {task.run_id} attempt {task.attempt} on {worker_name()} at {now_iso()}"
@@ -118,7 +118,7 @@ def execute_seed_group(tasks: Sequence[RunTask], group_dir: str, seeds_fn: Seeds
     """
     group = Path(group_dir)
     group.mkdir(parents=True, exist_ok=True)
-    ckpt = group / "checkpoint.pt"
+    ckpt = group / CHECKPOINT_NAME
     resume = ckpt.exists()
     ids = " ".join(t.run_id for t in tasks)
     t0 = time.monotonic()
@@ -143,7 +143,7 @@ def execute_seed_group(tasks: Sequence[RunTask], group_dir: str, seeds_fn: Seeds
         except Exception as exc:
             results = [_failed_result(t, f"{type(exc).__name__}: {exc}", tb.format_exc()) for t in tasks]
             for t, r in zip(tasks, results):
-                atomic_write_json(Path(t.run_dir) / "result.json", r)
+                atomic_write_json(Path(t.run_dir) / RESULT_NAME, r)
         wall = time.monotonic() - t0
         print(f"=== group finished after {wall:.1f} s", file=log)
     outcomes = []
@@ -157,7 +157,7 @@ def execute_seed_group(tasks: Sequence[RunTask], group_dir: str, seeds_fn: Seeds
 
 def _checked(task: RunTask, result: Any) -> dict[str, Any]:
     """`result` if it is a proper outcome, else a failed one; result.json always exists."""
-    result_path = Path(task.run_dir) / "result.json"
+    result_path = Path(task.run_dir) / RESULT_NAME
     problem = _result_problem(result)
     if problem:
         result = _failed_result(task, f"run function {problem}", None, base=result)
@@ -480,7 +480,7 @@ def finished_result(result_path: Path, run_id: str) -> Optional[dict[str, Any]]:
 def _recover_finished(store: RunStore, run_id: str) -> bool:
     """Record a run whose worker finished (result.json done) but whose driver died
     before recording it, instead of training it again."""
-    result = finished_result(store.run_dir(run_id) / "result.json", run_id)
+    result = finished_result(store.run_dir(run_id) / RESULT_NAME, run_id)
     if result is None:
         return False
     store.finish(
@@ -496,15 +496,15 @@ def _import_reused(store: RunStore, run_id: str, reuse_dirs: list[Path]) -> bool
     """Copy a finished run with the same id from another store (result, log, checkpoint)."""
     for other in reuse_dirs:
         src = other / "runs" / run_id
-        result = finished_result(src / "result.json", run_id)
+        result = finished_result(src / RESULT_NAME, run_id)
         if result is None:
             continue
         dst = store.run_dir(run_id)
         dst.mkdir(parents=True, exist_ok=True)
-        for name in ("log.txt", "checkpoint.pt"):
+        for name in ("log.txt", CHECKPOINT_NAME):
             if (src / name).exists():
                 _link_or_copy(src / name, dst / name)
-        atomic_write_json(dst / "result.json", result)  # last: its presence means complete
+        atomic_write_json(dst / RESULT_NAME, result)  # last: its presence means complete
         store.finish(
             run_id,
             status="done",

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import pandas as pd
 
-from cffaudit.config import NON_RESULT_KEYS, flatten_paths
+from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, flatten_paths
 
 PathLike = Union[str, Path]
 
@@ -157,7 +157,7 @@ def history_records(result: dict) -> list[dict]:
 
 def _result_files(path: Path) -> Iterator[Path]:
     if path.is_dir():
-        yield from sorted(path.rglob("result.json"))
+        yield from sorted(path.rglob(RESULT_NAME))
     else:
         yield path
 
@@ -165,7 +165,7 @@ def _result_files(path: Path) -> Iterator[Path]:
 def _store_files(store: Path) -> Iterator[Path]:
     """Result files of a folder of runs without a sweep database (`runs/<id>/result.json`)."""
     runs = store / "runs"
-    yield from sorted((runs if runs.is_dir() else store).rglob("result.json"))
+    yield from sorted((runs if runs.is_dir() else store).rglob(RESULT_NAME))
 
 
 def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:

@@ -124,17 +124,17 @@ def run_train_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
-    from cffaudit.train.run import CHECKPOINT_NAME, train_seeds
+    from cffaudit.train.run import train_seeds
 
     if len(seeds) == 1:
         out_dirs = [args.out]
-        ckpt = args.out / CHECKPOINT_NAME
+        ckpt = args.out / C.CHECKPOINT_NAME
     else:
         out_dirs = [args.out / f"seed-{s}" for s in seeds]
         ckpt = args.out / f"checkpoint-seeds-{'_'.join(map(str, seeds))}.pt"
     if args.resume and not ckpt.exists():
         print(f"cffaudit train: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
-    existing = [p for p in [ckpt, *(d / "result.json" for d in out_dirs)] if p.exists()]
+    existing = [p for p in [ckpt, *(d / C.RESULT_NAME for d in out_dirs)] if p.exists()]
     if existing and not args.resume and not args.overwrite:
         raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
                        "it afresh, or choose another --out")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from cffaudit.atomic import atomic_torch_save, atomic_write_json
-from cffaudit.config import NON_RESULT_KEYS, RunConfig, without_paths
+from cffaudit.config import CHECKPOINT_NAME, NON_RESULT_KEYS, RESULT_NAME, RunConfig, without_paths
 from cffaudit.diagnostics import EpochStats
 from cffaudit.loss import get_margin_variant
 from cffaudit.model import CFFViT
@@ -29,8 +29,6 @@ from cffaudit.train.memory import release_freed_memory, retain_freed_memory
 from cffaudit.train.seeds import derive_seeds, generator, seed_global_state
 from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer, validation_losses
 
-RESULT_NAME = "result.json"
-CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 2  # 2: per-seed best-validation-loss encoder (stage1.select)
 
 
