@@ -38,6 +38,10 @@ def test_where_filters_and_validates():
         "dataset": ["cifar10", "svhn"], "margin": ["clamp", "subtract"]}
     frame = _paper_frame()
     assert set(apply_where(frame, {"dataset": ["cifar100"]}).dataset) == {"cifar100"}
+    # A factor as a sweep spec names it filters its column, like --compare and --factor.
+    easy = apply_where(frame, {"augment": ["easy"]})
+    assert len(easy) > 0 and set(easy.augmentation) == {"easy"}
+    assert apply_where(frame, {"data.dataset": ["svhn"]}).equals(apply_where(frame, {"dataset": ["svhn"]}))
     with pytest.raises(ValueError, match="^where: unknown column 'datset'"):
         apply_where(frame, {"datset": ["cifar10"]})
     with pytest.raises(ValueError, match="^where: expected key=value"):

@@ -94,14 +94,17 @@ def parse_where(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def apply_where(frame: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
-    """Keep the runs whose column `key` (as text) is one of the given values.
+    """Keep the runs whose column `key` (as text) is one of the given values; `key` may
+    name a factor as a spec does (``augment``, ``loss.margin``) or a config path.
 
     Raises:
         ValueError: If a key is not a column of `frame`.
     """
     mask = pd.Series(True, index=frame.index)
     for key, values in where.items():
-        col = key if key in frame.columns else f"cfg.{key}"
+        col = column_of(key)
+        if col not in frame.columns:
+            col = f"cfg.{key}"
         if col not in frame.columns:
             known = [c for c in frame.columns if not c.startswith(("car_l", "grad_norm_l"))]
             raise ValueError(f"where: unknown column {key!r}; columns are {known}")
@@ -120,6 +123,11 @@ FACTOR_COLUMNS = {
     "augment": "augmentation", "data.augment": "augmentation", "data.dataset": "dataset",
     "loss.margin": "margin", "loss.stability": "stability", "loss.margin_schedule": "margin_schedule",
 }
+
+
+def column_of(name: str) -> str:
+    """The run table's column for a factor as a spec, --compare, --factor or --where names it."""
+    return FACTOR_COLUMNS.get(name, name)
 
 
 def analyze_runs(
@@ -154,7 +162,7 @@ def analyze_runs(
             from every design, or no finished run is left after filtering.
     """
     levels = tuple(levels)
-    compare, factor = FACTOR_COLUMNS.get(compare, compare), FACTOR_COLUMNS.get(factor, factor)
+    compare, factor = column_of(compare), (column_of(factor) if factor is not None else None)
     total = len(frame)
     selected = apply_where(frame, where or {})
     status = selected["status"].astype(str)

@@ -89,14 +89,13 @@ def _spec_factor(store, compare: str):
     if not store or not (Path(store) / "store.sqlite").exists():
         return None
     from cffaudit.experiments.store import StoreError, store_factors
-    from cffaudit.report.analysis import FACTOR_COLUMNS
+    from cffaudit.report.analysis import column_of
 
     try:
         factors = store_factors(store)
     except (StoreError, OSError, ValueError):
         return None
-    column = lambda name: FACTOR_COLUMNS.get(name, name)  # noqa: E731
-    others = [f for f in factors if column(f) != column(compare)]
+    others = [f for f in factors if column_of(f) != column_of(compare)]
     if len(others) == 1:
         print(f"factor from the store's spec: {others[0]}", file=sys.stderr)
         return others[0]
