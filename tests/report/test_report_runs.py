@@ -77,3 +77,16 @@ def test_unreadable_inputs_raise(tmp_path, make, message):
 def test_no_inputs_raise():
     with pytest.raises(RunLoadError, match="no runs"):
         load_runs([])
+
+
+def test_runs_and_histories_come_from_one_read_of_each_result(tmp_path, monkeypatch):
+    from cffaudit.report import runs
+
+    store = write_store(tmp_path / "store", ACCS)
+    files = sorted((store / "runs").rglob("result.json"))
+    reads = []
+    real = runs._read_json
+    monkeypatch.setattr(runs, "_read_json", lambda p: reads.append(p) or real(p))
+    frame, hist = runs.load_runs_with_histories(files + [files[0]])  # one file named twice
+    assert len(frame) == 6 and len(hist) == 6 * 2 * 3
+    assert sorted(reads) == files  # each once

@@ -14,7 +14,7 @@ _EXPORTS = {
     "Analysis": "analysis", "DesignAudit": "analysis", "analyze_runs": "analysis",
     "apply_where": "analysis", "parse_where": "analysis",
     "RunLoadError": "runs", "flatten_result": "runs", "load_run_histories": "runs",
-    "load_runs": "runs", "read_tidy_csv": "runs",
+    "load_runs": "runs", "load_runs_with_histories": "runs", "read_tidy_csv": "runs",
 }
 
 
@@ -33,6 +33,7 @@ __all__ = [
     "flatten_result",
     "load_run_histories",
     "load_runs",
+    "load_runs_with_histories",
     "parse_where",
     "read_tidy_csv",
 ]

@@ -53,9 +53,11 @@ def _cli_error(message: str) -> Exception:
     return CLIError(message)
 
 
-def _analysis(args: argparse.Namespace):
+def _analysis(args: argparse.Namespace, *, histories: bool = False):
+    """The audit of the inputs, and (with `histories`) their per-epoch diagnostics,
+    read in the same pass over the results."""
     from cffaudit.report.analysis import analyze_runs, parse_where
-    from cffaudit.report.runs import RunLoadError, load_runs
+    from cffaudit.report.runs import RunLoadError, load_runs_with_histories
 
     if not args.inputs and not args.store:
         raise _cli_error("give at least one INPUT (CSV, result.json or directory) or --store DIR")
@@ -66,7 +68,7 @@ def _analysis(args: argparse.Namespace):
         raise _cli_error(f"--resamples: must be at least 1, got {args.resamples}")
     try:
         where = parse_where(args.where)
-        frame = load_runs(args.inputs, store=args.store)
+        frame, history = load_runs_with_histories(args.inputs, store=args.store, histories=histories)
         analysis = analyze_runs(
             frame,
             compare=args.compare,
@@ -81,7 +83,7 @@ def _analysis(args: argparse.Namespace):
         )
     except (RunLoadError, ValueError) as exc:
         raise _cli_error(str(exc)) from None
-    return analysis
+    return analysis, history
 
 
 def _spec_factor(store, compare: str):
@@ -113,7 +115,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
     from cffaudit.report.tables import analysis_markdown
 
-    analysis = _analysis(args)
+    analysis, _ = _analysis(args)
     sys.stdout.write(analysis_markdown(analysis))
     if args.json:
         _write_json(args.json, analysis.to_dict())
@@ -124,13 +126,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """`cffaudit report`: write report.html (self-contained) and report.md with figures."""
     from cffaudit.report.build import analysis_report
-    from cffaudit.report.runs import RunLoadError, load_run_histories
-
-    analysis = _analysis(args)
-    try:
-        history = load_run_histories(args.inputs, store=args.store)
-    except RunLoadError as exc:
-        raise _cli_error(str(exc)) from None
+    analysis, history = _analysis(args, histories=True)
     doc = analysis_report(analysis, history)
     try:
         paths = doc.write(args.out)

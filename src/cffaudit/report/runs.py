@@ -271,6 +271,7 @@ def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> It
 
 def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
     """Load runs from tidy CSVs, result.json files or directories, and a run store.
+    (`load_runs_with_histories` reads their diagnostics in the same pass.)
 
     Failed and unfinished runs are kept (with their `status`) so that callers can report
     how many were excluded; statistics use rows with status 'done' only.
@@ -287,19 +288,30 @@ def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd
     Raises:
         RunLoadError: If a path does not exist, a file cannot be parsed, or nothing was found.
     """
+    return load_runs_with_histories(paths, store, histories=False)[0]
+
+
+def load_runs_with_histories(paths: Sequence[PathLike], store: Optional[PathLike] = None, *,
+                             histories: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`load_runs` and `load_run_histories` in one pass: every result is read once."""
     frames = []
-    rows = []
+    rows: list[dict] = []
+    records: list[dict] = []
     inputs = list(_iter_inputs(paths, store))
     files = {p.resolve() for p, kind in inputs if kind == "json"}
     for path, kind in inputs:
         if kind == "csv":
             frames.append(read_tidy_csv(path))
-        elif kind == "store":
+            continue
+        if kind == "store":
             # a result given both as a file and through the store counts once
-            rows.extend(flatten_result(result, source) for result, source in store_results(path)
-                        if Path(source).resolve() not in files)
+            results = [(r, s) for r, s in store_results(path) if Path(s).resolve() not in files]
         else:
-            rows.append(flatten_result(_read_json(path), path))
+            results = [(_read_json(path), path)]
+        for result, source in results:
+            rows.append(flatten_result(result, source))
+            if histories:
+                records.extend(history_records(result))
     if rows:
         frames.append(pd.DataFrame(rows))
     if not frames:
@@ -308,7 +320,7 @@ def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd
     for col in RUN_COLUMNS:
         if col not in frame.columns:
             frame[col] = None
-    return frame
+    return frame, pd.DataFrame(records)
 
 
 def load_run_histories(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd.DataFrame:
@@ -317,15 +329,11 @@ def load_run_histories(paths: Sequence[PathLike], store: Optional[PathLike] = No
     Returns:
         Columns run_id, dataset, margin, stability, margin_schedule, seed, status, epoch,
         layer, loss, car (fraction), grad_norm; empty when no history is available.
+
+    Raises:
+        RunLoadError: as `load_runs`, whose pass over the inputs this is.
     """
-    records: list[dict] = []
-    for path, kind in _iter_inputs(paths, store):
-        if kind == "json":
-            records.extend(history_records(_read_json(path)))
-        elif kind == "store":
-            for result, _ in store_results(path):
-                records.extend(history_records(result))
-    return pd.DataFrame(records)
+    return load_runs_with_histories(paths, store)[1]
 
 
 def design_config_columns(frame: pd.DataFrame) -> list[str]:
