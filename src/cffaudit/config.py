@@ -8,6 +8,7 @@ strict: an unknown key or a value of the wrong type is a ``ValueError`` naming i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -273,10 +274,17 @@ def _check_type(name: str, value: Any, tp: Any) -> Any:
     return value
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # Resolving the string annotations was most of the cost of `override`, which a
+    # sweep's expansion calls for every run.
+    return typing.get_type_hints(cls)
+
+
 def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     if not isinstance(d, dict):
         raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     known = {f.name for f in fields(cls)}
     derived = _DERIVED_KEYS.get(prefix.rstrip("."), set())
     unknown = set(d) - known - derived

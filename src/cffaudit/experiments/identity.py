@@ -26,6 +26,7 @@ ids (and stores) made before it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -65,8 +66,14 @@ def identity_dict(cfg: RunConfig) -> dict[str, Any]:
     flat = flatten_paths(canonical_config(cfg).resolved())
     for key in NON_RESULT_KEYS + _SPELLING_KEYS:
         flat.pop(key, None)
-    default = flatten_paths(canonical_config(RunConfig()).resolved())
-    return {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != _normalise(default.get(k, _MISSING))}
+    default = _default_identity()
+    return {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != default.get(k, _MISSING)}
+
+
+@functools.cache
+def _default_identity() -> dict[str, Any]:
+    """The default config's flat, normalised values (the same for every run id)."""
+    return {k: _normalise(v) for k, v in flatten_paths(canonical_config(RunConfig()).resolved()).items()}
 
 
 def run_id(cfg: RunConfig) -> str:
