@@ -104,19 +104,16 @@ def _baseline(cfg: RunConfig, device: torch.device, steps: int, warmup: int, wor
     from cffaudit.augment import NORMALISATION
     from cffaudit.data import make_synthetic
     from cffaudit.loss import supcon_loss
-    from cffaudit.model import CFFViT, layer_representation
+    from cffaudit.model import layer_representation
     from cffaudit.train.memory import freed_memory_retained
-    from cffaudit.train.seeds import generator
+    from cffaudit.train.run import build_model
 
     B = cfg.stage1.batch_size
     x, y = make_synthetic(B * (steps + warmup), num_classes=10, seed=1)
     mean, std = NORMALISATION["cifar10"]
     loader = torch.utils.data.DataLoader(_per_image_two_views(x, y, mean, std), batch_size=B, shuffle=True,
                                          num_workers=workers, drop_last=True, persistent_workers=workers > 0)
-    m = cfg.model
-    model = CFFViT(ensemble=1, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size)
-    model.init_weights([generator(0)])
-    model.to(device)
+    model = build_model(cfg, [0], device)
     opts = [torch.optim.AdamW(model.layer_parameters(l), lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
             for l in range(model.depth)]
     margins = cfg.margins()
@@ -179,9 +176,7 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
     from cffaudit.augment import build_augment
     from cffaudit.data import make_synthetic
     from cffaudit.diagnostics import EpochStats
-    from cffaudit.loss import get_margin_variant
-    from cffaudit.model import CFFViT
-    from cffaudit.train.run import Runtime
+    from cffaudit.train.run import Runtime, build_model
     from cffaudit.train.seeds import generator
     from cffaudit.train.stage1 import LossSpec, Stage1Step, make_optimizer
 
@@ -190,14 +185,11 @@ def _cffaudit(cfg: RunConfig, device: torch.device, ensemble: int, steps: int, w
     x, y = make_synthetic(B * 4, num_classes=10, seed=1)
     x, y = x.to(device), y.to(device)
     augment = build_augment("cifar", dataset="cifar10")
-    m = cfg.model
-    model = CFFViT(ensemble=S, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size)
-    model.init_weights([generator(k) for k in range(S)])
-    model.to(device)
-    opt = make_optimizer(model.parameters(), lr=cfg.stage1.lr, betas=(0.9, 0.999),
-                         weight_decay=cfg.stage1.weight_decay, device=device)
-    spec = LossSpec(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
-                    cfg.loss.temperature)
+    model = build_model(cfg, range(S), device)
+    s1 = cfg.stage1
+    opt = make_optimizer(model.parameters(), lr=s1.lr, betas=(s1.beta1, s1.beta2), weight_decay=s1.weight_decay,
+                         device=device)
+    spec = LossSpec.from_config(cfg)
     step_fn = Stage1Step(model, opt, spec, order=rt.step_order, autocast=rt.autocast(), compile=rt.compile)
     stats = EpochStats(model.depth, S, device)  # the epoch diagnostics are part of a real step
     gens = [generator(k, device) for k in range(S)]

@@ -21,7 +21,6 @@ import torch
 from cffaudit.atomic import atomic_torch_save, atomic_write_json
 from cffaudit.config import CHECKPOINT_NAME, NON_RESULT_KEYS, RESULT_NAME, RunConfig, without_paths
 from cffaudit.diagnostics import EpochStats
-from cffaudit.loss import get_margin_variant
 from cffaudit.model import CFFViT
 from cffaudit.provenance import environment
 from cffaudit.train import stage2 as s2
@@ -110,6 +109,16 @@ def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.dev
     return Splits(name=splits[0].name, num_classes=splits[0].num_classes, **{t: stack(t) for t in tensors})
 
 
+def build_model(cfg: RunConfig, init_seeds: Sequence[int], device: torch.device) -> CFFViT:
+    """The ViT of `cfg` with one ensemble member per seed, initialised from those seeds
+    (on the CPU, so a seed's weights are the same on every device), on `device`."""
+    m = cfg.model
+    model = CFFViT(ensemble=len(init_seeds), embed_dim=m.embed_dim, depth=m.depth, heads=m.heads,
+                   patch_size=m.patch_size, mlp_ratio=m.mlp_ratio, image_size=m.image_size, in_chans=m.in_chans)
+    model.init_weights([generator(s) for s in init_seeds])
+    return model.to(device)
+
+
 def split_sizes(data) -> dict[str, int]:
     """Images per split of stacked splits (the same for every seed)."""
     return {"train": data.train_y.shape[1], "val": data.val_y.shape[1], "test": data.test_y.shape[1]}
@@ -172,20 +181,14 @@ class _Ensemble:
         from cffaudit.augment import build_augment
 
         self.augment = build_augment(cfg.augment_preset(), dataset=cfg.data.dataset)
-        m = cfg.model
-        self.model = CFFViT(ensemble=self.S, embed_dim=m.embed_dim, depth=m.depth, heads=m.heads,
-                            patch_size=m.patch_size, mlp_ratio=m.mlp_ratio, image_size=m.image_size,
-                            in_chans=m.in_chans)
-        self.model.init_weights([generator(d["init"]) for d in self.derived])
-        self.model.to(dev)
+        self.model = build_model(cfg, [d["init"] for d in self.derived], dev)
         s1 = cfg.stage1
         self.opt1 = make_optimizer(self.model.parameters(), lr=s1.lr, betas=(s1.beta1, s1.beta2),
                                    weight_decay=s1.weight_decay, device=dev)
-        self.spec = LossSpec(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
-                             cfg.loss.temperature)
+        self.spec = LossSpec.from_config(cfg)
         self.step = Stage1Step(self.model, self.opt1, self.spec, order=self.rt.step_order,
                                autocast=self.rt.autocast(), compile=self.rt.compile)
-        self.probe = s2.LinearProbe(self.S, m.embed_dim, self.data.num_classes)
+        self.probe = s2.LinearProbe(self.S, cfg.model.embed_dim, self.data.num_classes)
         self.probe.init_weights([generator(d["probe"]) for d in self.derived])
         self.probe.to(dev)
         s2c = cfg.stage2

@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 import torch
 
 from cffaudit.diagnostics import EpochStats, block_grad_norms
-from cffaudit.loss import MarginVariant, supcon_loss
+from cffaudit.config import RunConfig
+from cffaudit.loss import MarginVariant, get_margin_variant, supcon_loss
 from cffaudit.model import CFFViT, layer_representation
 
 
@@ -35,6 +36,11 @@ class LossSpec:
     variant: MarginVariant
     stability: str
     temperature: float
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> "LossSpec":
+        return cls(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
+                   cfg.loss.temperature)
 
 
 def layer_losses(
