@@ -349,25 +349,23 @@ def _factor_path(name: str, fail) -> str:
         raise fail("factors: seeds are not a factor; list them under 'seeds'")
     if path in NON_RESULT_KEYS:
         raise fail(f"factors: {name!r} does not change results, so it cannot be a factor")
-    try:
-        RunConfig().override({path: _probe_value(path)})
-    except ValueError as exc:
-        if "unknown config key" in str(exc):
-            raise fail(
-                f"factors: unknown factor {name!r}; use a short name {sorted(FACTOR_ALIASES)} "
-                "or a dotted config path such as loss.temperature"
-            ) from None
+    if not _is_config_path(path):
+        raise fail(
+            f"factors: unknown factor {name!r}; use a short name {sorted(FACTOR_ALIASES)} "
+            "or a dotted config path such as loss.temperature"
+        )
     return path
 
 
-def _probe_value(path: str) -> Any:
-    # Re-set the current default value: this only checks that the path exists.
+def _is_config_path(path: str) -> bool:
+    """Whether `path` names a key of a RunConfig (the keys `RunConfig.override` accepts).
+    Its levels are checked by the config codec when the spec is expanded."""
     node: Any = RunConfig().to_dict()
-    for k in path.split("."):
-        if not isinstance(node, dict) or k not in node:
-            return None
-        node = node[k]
-    return node
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def _schedule_was_canonicalised(spec: ExperimentSpec, run: PlannedRun) -> bool:
