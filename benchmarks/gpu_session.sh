@@ -48,7 +48,7 @@ for stage in ${STAGES:-tests bench vmap}; do
         tests) run_stage tests "$out/gpu-tests.log" \
                    python3 -m pytest -q -p no:cacheprovider -m cuda tests/gpu tests/augment ;;
         bench) run_stage bench "$out/bench-$config.log" \
-                   python3 -m cffaudit.cli bench --device "$device" --config "$config" \
+                   python3 -m cffaudit bench --device "$device" --config "$config" \
                    --steps "${BENCH_STEPS:-20}" --warmup 3 --seeds "$seeds" --json "$out/$(date +%F)-$slug-$config.json" ;;
         vmap) run_stage vmap "$out/ensemble-vs-vmap-$config.txt" \
                   python3 benchmarks/ensemble_vs_vmap.py --device "$device" --config "$config" --seeds "$seeds" --reps 5 ;;

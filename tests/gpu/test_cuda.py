@@ -100,7 +100,7 @@ def test_killed_and_resumed_cuda_run_finishes_like_an_uninterrupted_one(tmp_path
 
 
 def test_benchmark_on_cuda_records_device_and_peak(tmp_path):
-    from cffaudit.train.bench import run_benchmark
+    from cffaudit.bench import run_benchmark
 
     rec = run_benchmark(device="cuda", config="tiny", steps=2, warmup=2, seeds=2, workers=0)
     assert rec["env"]["device"] == "cuda" and rec["env"]["device_name"]

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from cffaudit import paperdata
-from cffaudit.report.paper import matches_reported, reproduce_paper, reproduction_markdown
+from cffaudit.report.paper import matches_reported, reproduce_paper
+from cffaudit.report.tables import reproduction_markdown
 
 from tests.stats import paper_samples as ps
 

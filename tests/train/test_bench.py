@@ -1,7 +1,7 @@
 import json
 
 from cffaudit.cli import main
-from cffaudit.train.bench import run_benchmark, stage1_flops_per_view
+from cffaudit.bench import run_benchmark, stage1_flops_per_view
 
 
 def test_flop_count_of_paper_config():

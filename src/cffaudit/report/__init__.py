@@ -8,8 +8,8 @@ matplotlib is imported only by the figure code.
 import importlib
 from typing import Any
 
-# Exports resolve on first use (PEP 562), so that registering the CLI's commands, which
-# imports `cffaudit.report.cli_args`, does not pay for pandas and statsmodels.
+# Exports resolve on first use (PEP 562), so that importing one light module of this
+# package (`document`, say) does not pay for pandas and statsmodels.
 _EXPORTS = {
     "Analysis": "analysis", "DesignAudit": "analysis", "analyze_runs": "analysis",
     "apply_where": "analysis", "parse_where": "analysis",

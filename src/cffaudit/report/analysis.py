@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from cffaudit.report.runs import DESIGN_COLUMNS, design_config_columns
+from cffaudit.report.runs import DESIGN_COLUMNS, column_of, design_config_columns
 from cffaudit.stats import AuditResult, variance_audit
 from cffaudit.stats.results import jsonable
 
@@ -116,18 +116,6 @@ def _design_columns(frame: pd.DataFrame, compare: str, factor: Optional[str]) ->
     cols = [c for c in DESIGN_COLUMNS if c in frame.columns and frame[c].notna().any()]
     cols += design_config_columns(frame)
     return [c for c in cols if c not in (compare, factor)]
-
-
-# Factor names of sweep specs (and their config paths) -> the run table's columns.
-FACTOR_COLUMNS = {
-    "augment": "augmentation", "data.augment": "augmentation", "data.dataset": "dataset",
-    "loss.margin": "margin", "loss.stability": "stability", "loss.margin_schedule": "margin_schedule",
-}
-
-
-def column_of(name: str) -> str:
-    """The run table's column for a factor as a spec, --compare, --factor or --where names it."""
-    return FACTOR_COLUMNS.get(name, name)
 
 
 def analyze_runs(

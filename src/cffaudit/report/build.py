@@ -12,8 +12,8 @@ from cffaudit import __version__
 from cffaudit.report import plots
 from cffaudit.report.analysis import Analysis
 from cffaudit.report.document import ReportDocument
-from cffaudit.report.paper import PaperReproduction, reproduction_markdown
-from cffaudit.report.tables import analysis_markdown
+from cffaudit.report.paper import PaperReproduction
+from cffaudit.report.tables import analysis_markdown, reproduction_markdown
 
 
 def _environment() -> str:

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from cffaudit import paperdata
+from cffaudit.report.analysis import Analysis, analyze_runs
+from cffaudit.report.runs import paper_runs
 from cffaudit.stats import (
     bootstrap_variance_ratio,
     describe,
@@ -25,35 +27,12 @@ from cffaudit.stats import (
     variance_ratio_test,
     welch_test,
 )
-from cffaudit.stats.results import _Result
+from cffaudit.stats.results import Result
 
 Value = Union[float, tuple[float, float], None]
 
-#: Paper tables in reading order, with their captions.
-TABLE_TITLES = {
-    "3": "Table 3. CIFAR-10 factorial, standard margin: cells",
-    "4": "Table 4. CIFAR-10 factorial variance tests (p-values)",
-    "5": "Table 5. CIFAR-10 pooled over stability",
-    "6": "Table 6. Dose-response: standard vs low margin schedule",
-    "7": "Table 7. CAR reduction from the standard to the low schedule (%)",
-    "9": "Table 9. Cross-dataset summary",
-    "10": "Table 10. CIFAR-100 pooled",
-    "11": "Table 11. Mean CAR over layers (%)",
-    "13": "Table 13. SVHN (direct only)",
-    "14": "Table 14. Fashion-MNIST",
-    "15": "Table 15. SVHN difficulty sweep",
-    "18": "Table 18. SVHN CAR profile (Appendix B)",
-    "23": "Table 23. Shapiro-Wilk normality (Appendix D)",
-    "text 5.2.1": "Section 5.2.1 text: pooled CIFAR-10 comparison",
-    "text 5.2.2": "Section 5.2.2 text: low-margin probe",
-    "text 7.1": "Section 7.1 text: CIFAR-100",
-    "text 7.2": "Section 7.2 text: SVHN",
-    "text 7.3": "Section 7.3 text: Fashion-MNIST",
-}
-
-
 @dataclasses.dataclass(frozen=True)
-class Alternative(_Result):
+class Alternative(Result):
     """A standard method other than the described one, and what it gives."""
 
     method: str
@@ -62,7 +41,7 @@ class Alternative(_Result):
 
 
 @dataclasses.dataclass(frozen=True)
-class PaperValue(_Result):
+class PaperValue(Result):
     """One reported value beside its recomputation."""
 
     table: str
@@ -77,7 +56,7 @@ class PaperValue(_Result):
 
 
 @dataclasses.dataclass(frozen=True)
-class PaperReproduction(_Result):
+class PaperReproduction(Result):
     """All recomputed values, plus the settings that make the random ones repeatable."""
 
     values: tuple[PaperValue, ...]
@@ -100,7 +79,8 @@ class PaperReproduction(_Result):
         raise KeyError((table, row, column))
 
 
-def _decimals(text: str) -> int:
+def printed_decimals(text: str) -> int:
+    """Decimals of a number as printed ('0.034' -> 3)."""
     return len(text.split(".")[1]) if "." in text else 0
 
 
@@ -113,7 +93,7 @@ def matches_reported(reported: str, value: Value) -> bool:
         return value[0] - 1e-9 <= target <= value[1] + 1e-9
     if not math.isfinite(value):
         return False
-    return abs(round(value, _decimals(reported)) - target) < 1e-9
+    return abs(round(value, printed_decimals(reported)) - target) < 1e-9
 
 
 def _claim_holds(claim: str, value: float) -> bool:
@@ -362,53 +342,8 @@ def explanation(table: str) -> Optional[str]:
     return _EXPLANATIONS.get(table)
 
 
-def format_value(value: Value, reported: Optional[str] = None) -> str:
-    """A recomputed value with the printed decimals (+2, to show how far it is), or a range."""
-    if value is None:
-        return "—"
-    d = (_decimals(reported.lstrip("<>")) if reported else 4) + 2
-    if reported and _decimals(reported.lstrip("<>")) == 0 and not isinstance(value, tuple) and float(value).is_integer():
-        return str(int(value))  # counts
-    if isinstance(value, tuple):
-        return f"{value[0]:.{d - 1}f} to {value[1]:.{d - 1}f}"
-    if math.isinf(value):
-        return "∞"
-    return f"{value:.{d}f}"
-
-
-def reproduction_markdown(rep: PaperReproduction, level: int = 2) -> str:
-    """All tables side by side (reported | recomputed | status | alternatives that match)."""
-    from cffaudit.report.tables import markdown_table
-
-    h = "#" * level
-    counts: dict[str, int] = {}
-    for v in rep.values:
-        counts[v.status] = counts.get(v.status, 0) + 1
-    lines = [
-        f"{h} The paper's tables, recomputed from its per-seed data",
-        "",
-        "Each value is recomputed by the method the paper describes and compared with the printed value at the "
-        "printed precision. Where it differs, standard alternatives are computed and any that gives the printed "
-        f"value is named. Bootstrap: {rep.n_resamples} resamples, seed {rep.seed}.",
-        "",
-        "Summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".",
-    ]
-    for table, title in TABLE_TITLES.items():
-        vals = rep.table(table)
-        if not vals:
-            continue
-        rows = []
-        for v in vals:
-            matching = [a.method for a in v.alternatives if a.matches] if v.status == "alternative reproduces" else []
-            other = "; ".join(f"{a.method}: {format_value(a.value, v.reported)}" for a in v.alternatives
-                              if not a.matches and v.status in ("differs", "alternative reproduces", "not in data"))
-            rows.append([v.row, v.column, v.reported or "(illegible)", format_value(v.reproduced, v.reported), v.status,
-                         "; ".join(matching) or other or ""])
-        lines += ["", f"{h}# {title}", ""]
-        lines.append(markdown_table(["row", "column", "reported", "recomputed", "status", "method that gives it / others tried"],
-                                    rows, numeric=[False, False, True, True, False, False]))
-        if explanation(table):
-            lines += ["", f"Finding: {explanation(table)}"]
-        notes = sorted({v.note for v in vals if v.note and v.status == "not in data"})
-        lines += [f"- note: {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+def audit_paper_runs(*, n_resamples: int = 10_000, seed: int = 0) -> Analysis:
+    """The variance audit of the paper's own runs (`cffaudit paper --out`): the margins
+    compared within each design, pooled over stability as the paper's Table 5."""
+    return analyze_runs(paper_runs(), factor="stability", pool=True, n_resamples=n_resamples, seed=seed,
+                        inputs={"paths": ["cffaudit.paperdata/per_seed_test_accuracy.csv"]})

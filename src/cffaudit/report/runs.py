@@ -36,21 +36,29 @@ RUN_COLUMNS = (
 #: Columns that, with the compared factors and the seed, define which runs are replicates.
 DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation")
 
+#: The factor columns of the run table and the config path each is read from. With a
+#: spec's short names (`experiments.spec.FACTOR_ALIASES`) this is the one map from the
+#: ways a factor is named (column, short name, config path) to its column: `column_of`.
+FACTOR_COLUMN_PATHS = {
+    "dataset": "data.dataset",
+    "margin_schedule": "loss.margin_schedule",
+    "margin": "loss.margin",
+    "stability": "loss.stability",
+    "augmentation": "data.augment",
+}
+_COLUMN_OF_PATH = {path: column for column, path in FACTOR_COLUMN_PATHS.items()}
+
 # Config keys that never make two runs different experiments: the seed is the replicate
 # index, what cannot change a result (NON_RESULT_KEYS: data location, device, CPU
 # allocator) and worker counts change speed only, and the factor columns are
 # represented explicitly.
 _IGNORED_CONFIG_KEYS = {
     *NON_RESULT_KEYS,
+    *FACTOR_COLUMN_PATHS.values(),
     "seed",
-    "loss.margin",
-    "loss.stability",
-    "loss.margin_schedule",
-    "loss.m0",
+    "loss.m0",  # m0, mL and the margins follow from the margin schedule, a factor column
     "loss.mL",
     "loss.margins",
-    "data.dataset",
-    "data.augment",
     "stage1.step_order",  # per-block and fused stepping give the same updates (SPEC.md)
 }
 _IGNORED_CONFIG_WORDS = ("dir", "root", "path", "workers", "log", "device", "out", "checkpoint", "resume", "compile")
@@ -58,6 +66,23 @@ _IGNORED_CONFIG_WORDS = ("dir", "root", "path", "workers", "log", "device", "out
 
 class RunLoadError(ValueError):
     """An input could not be read as runs (bad file, unknown format, missing columns)."""
+
+
+def column_of(name: str) -> str:
+    """The run table's column for a factor as a spec, --compare, --factor or --where names
+    it: a column (`augmentation`), a spec's short name (`augment`) or a config path
+    (`data.augment`). Other names are returned unchanged."""
+    from cffaudit.experiments.spec import FACTOR_ALIASES
+
+    return _COLUMN_OF_PATH.get(FACTOR_ALIASES.get(name, name), name)
+
+
+def _config_value(config: dict, path: str) -> Any:
+    """The value at a dotted path of a nested config, None where any part is missing."""
+    node: Any = config
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def _design_config(config: dict) -> dict[str, Any]:
@@ -96,24 +121,19 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     if not isinstance(result, dict) or "status" not in result or not isinstance(result.get("config"), dict):
         raise RunLoadError(f"{source}: not a cffaudit result.json (needs 'status' and 'config')")
     cfg = result["config"]
-    data = cfg.get("data") or {}
-    loss = cfg.get("loss") or {}
     acc = result.get("test_acc")
-    row: dict[str, Any] = {
-        "dataset": data.get("dataset"),
+    values = {
+        **{column: _config_value(cfg, path) for column, path in FACTOR_COLUMN_PATHS.items()},
         "experiment": result.get("experiment"),
-        "margin_schedule": loss.get("margin_schedule"),
-        "margin": loss.get("margin"),
-        "stability": loss.get("stability"),
-        "augmentation": data.get("augment"),
         "seed": cfg.get("seed"),
         "test_acc": float(acc) if isinstance(acc, (int, float)) else math.nan,
         "status": result.get("status"),
         "run_id": result.get("run_id"),
         "source": str(source),
-        "error": result.get("error"),
-        "best_val_acc": result.get("best_val_acc"),
     }
+    row: dict[str, Any] = {column: values[column] for column in RUN_COLUMNS}
+    row["error"] = result.get("error")
+    row["best_val_acc"] = result.get("best_val_acc")
     # Where and how the run was trained. A run id names the experiment, not the hardware,
     # so one design can hold runs from a CPU (float32) and a GPU (bf16 autocast, CUDA
     # random streams); the analysis notes such a mix.
@@ -136,13 +156,9 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
 def history_records(result: dict) -> list[dict]:
     """Per-epoch, per-layer stage-1 records of one result (long format) for over-epoch plots."""
     cfg = result.get("config") or {}
-    loss = cfg.get("loss") or {}
     base = {
         "run_id": result.get("run_id"),
-        "dataset": (cfg.get("data") or {}).get("dataset"),
-        "margin": loss.get("margin"),
-        "stability": loss.get("stability"),
-        "margin_schedule": loss.get("margin_schedule"),
+        **{c: _config_value(cfg, FACTOR_COLUMN_PATHS[c]) for c in ("dataset", "margin", "stability", "margin_schedule")},
         "seed": cfg.get("seed"),
         "status": result.get("status"),
     }
@@ -201,6 +217,31 @@ def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
             updates = {spec.factor_paths[k]: v for k, v in levels.items()}
             requested = base.override({**updates, "seed": seed}).resolved()
             yield {**rec, "config": requested, "experiment": spec.name}, str(rec.get("result_path"))
+
+
+def store_other_factor(store: PathLike, compare: str) -> Optional[str]:
+    """The factor of a run store's spec other than `compare`, when the spec has exactly
+    one other; None for a folder without a sweep database or an unreadable store (the
+    loading of its runs reports what is wrong with it)."""
+    if not (Path(store) / "store.sqlite").exists():
+        return None
+    from cffaudit.experiments.store import StoreError, store_factors
+
+    try:
+        factors = store_factors(store)
+    except (StoreError, OSError, ValueError):
+        return None
+    others = [f for f in factors if column_of(f) != column_of(compare)]
+    return others[0] if len(others) == 1 else None
+
+
+def paper_runs() -> pd.DataFrame:
+    """The seed paper's per-seed accuracies (`cffaudit.paperdata`) as a run table: every
+    run finished, with ids `paper:<row>`."""
+    from cffaudit import paperdata
+
+    frame = paperdata.per_seed_accuracy()
+    return frame.assign(status="done", run_id=[f"paper:{i}" for i in range(len(frame))], source="cffaudit.paperdata")
 
 
 def _read_json(path: Path) -> dict:

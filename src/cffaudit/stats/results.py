@@ -41,6 +41,9 @@ class _Result:
         return jsonable(self)
 
 
+Result = _Result  # public name of the base, for result types defined outside stats (report.paper)
+
+
 @dataclasses.dataclass(frozen=True)
 class GroupSummary(_Result):
     """Descriptive statistics of one group of runs (sample variance with ddof 1)."""

@@ -1,5 +1,10 @@
 """Command line: parses, builds configs, calls the layers below. Nothing else.
 
+One module per command (`train`, `sweep`, `analysis` for analyze/report/paper,
+`bench`), each with an `add_*` function that registers its subcommand. The library
+never imports this package: it raises `ValueError` (or its own subclasses) and the
+commands turn those into `CLIError`, printed as one line with exit status 2.
+
 Heavy modules (torch, matplotlib, ray) are imported inside the command that needs
 them, so `cffaudit analyze` starts without torch.
 """
@@ -15,59 +20,18 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-# ----------------------------------------------------------------------------- train
+def _commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    # Imported here, not at the top: the command modules import CLIError from this one.
+    from cffaudit.cli.analysis import add_analysis_commands
+    from cffaudit.cli.bench import add_bench_command
+    from cffaudit.cli.sweep import add_sweep_command
+    from cffaudit.cli.train import add_train_command
 
-
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one CFF run (stage 1 + linear probe) and write result.json")
-    from cffaudit.train.cli_args import add_train_arguments
-
-    add_train_arguments(p)
-    p.set_defaults(func=_run_train)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from cffaudit.train.cli_args import run_train_command
-
-    return run_train_command(args)
-
-
-# ----------------------------------------------------------------------------- analyze / report / paper
-
-
-def _add_analysis(sub: argparse._SubParsersAction) -> None:
-    from cffaudit.report.cli_args import add_analysis_commands
-
-    add_analysis_commands(sub)
-
-
-# ----------------------------------------------------------------------------- sweep
-
-
-def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    from cffaudit.experiments.cli_args import add_sweep_command
-
-    add_sweep_command(sub)
-
-
-# ----------------------------------------------------------------------------- bench
-
-
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from cffaudit.train.bench import add_bench_command
-
-    add_bench_command(sub)
-
-
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train,
-    _add_analysis,
-    _add_sweep,
-    _add_bench,
-]
+    return [add_train_command, add_analysis_commands, add_sweep_command, add_bench_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `cffaudit` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="cffaudit",
         description="Contrastive Forward-Forward training of ViTs and seed-variance audits.",
@@ -76,12 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"cffaudit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in _COMMANDS:
+    for add in _commands():
         add(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run `cffaudit` with `argv` (default: the process arguments); return the exit status.
+
+    A user error (`CLIError`) prints one line and returns 2, Ctrl-C returns 130.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -103,6 +71,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cffaudit.atomic import atomic_write_json
+from cffaudit.cli import CLIError
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,12 +48,6 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_paper)
 
 
-def _cli_error(message: str) -> Exception:
-    from cffaudit.cli import CLIError
-
-    return CLIError(message)
-
-
 def _analysis(args: argparse.Namespace, *, histories: bool = False):
     """The audit of the inputs, and (with `histories`) their per-epoch diagnostics,
     read in the same pass over the results."""
@@ -60,12 +55,12 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
     from cffaudit.report.runs import RunLoadError, load_runs_with_histories
 
     if not args.inputs and not args.store:
-        raise _cli_error("give at least one INPUT (CSV, result.json or directory) or --store DIR")
+        raise CLIError("give at least one INPUT (CSV, result.json or directory) or --store DIR")
     levels = [v.strip() for v in args.levels.split(",") if v.strip()]
     if len(levels) != 2:
-        raise _cli_error(f"--levels: expected two levels A,B, got {args.levels!r}")
+        raise CLIError(f"--levels: expected two levels A,B, got {args.levels!r}")
     if args.resamples < 1:
-        raise _cli_error(f"--resamples: must be at least 1, got {args.resamples}")
+        raise CLIError(f"--resamples: must be at least 1, got {args.resamples}")
     try:
         where = parse_where(args.where)
         frame, history = load_runs_with_histories(args.inputs, store=args.store, histories=histories)
@@ -82,33 +77,27 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
             inputs={"paths": [str(p) for p in args.inputs], "store": args.store},
         )
     except (RunLoadError, ValueError) as exc:
-        raise _cli_error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     return analysis, history
 
 
 def _spec_factor(store, compare: str):
     """With --store and no --factor: the spec's one other factor, if it has exactly one."""
-    if not store or not (Path(store) / "store.sqlite").exists():
+    if not store:
         return None
-    from cffaudit.experiments.store import StoreError, store_factors
-    from cffaudit.report.analysis import column_of
+    from cffaudit.report.runs import store_other_factor
 
-    try:
-        factors = store_factors(store)
-    except (StoreError, OSError, ValueError):
-        return None
-    others = [f for f in factors if column_of(f) != column_of(compare)]
-    if len(others) == 1:
-        print(f"factor from the store's spec: {others[0]}", file=sys.stderr)
-        return others[0]
-    return None
+    factor = store_other_factor(store, compare)
+    if factor is not None:
+        print(f"factor from the store's spec: {factor}", file=sys.stderr)
+    return factor
 
 
 def _write_json(path: str, payload: dict) -> None:
     try:
         atomic_write_json(path, payload)
     except OSError as exc:
-        raise _cli_error(f"--json {path}: {exc}") from None
+        raise CLIError(f"--json {path}: {exc}") from None
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -131,7 +120,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         paths = doc.write(args.out)
     except OSError as exc:
-        raise _cli_error(f"--out {args.out}: {exc}") from None
+        raise CLIError(f"--out {args.out}: {exc}") from None
     if args.json:
         _write_json(args.json, analysis.to_dict())
     print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
@@ -140,10 +129,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_paper(args: argparse.Namespace) -> int:
     """`cffaudit paper`: the paper's tables recomputed, beside the values it reports."""
-    from cffaudit.report.paper import reproduce_paper, reproduction_markdown
+    from cffaudit.report.paper import reproduce_paper
+    from cffaudit.report.tables import reproduction_markdown
 
     if args.resamples < 1:
-        raise _cli_error(f"--resamples: must be at least 1, got {args.resamples}")
+        raise CLIError(f"--resamples: must be at least 1, got {args.resamples}")
     rep = reproduce_paper(n_resamples=args.resamples, seed=args.seed)
     sys.stdout.write(reproduction_markdown(rep))
     if args.json:
@@ -152,17 +142,14 @@ def run_paper(args: argparse.Namespace) -> int:
         print(f"\nJSON written to {args.json}")
     if args.out:
         from cffaudit import paperdata
-        from cffaudit.report.analysis import analyze_runs
         from cffaudit.report.build import paper_report
+        from cffaudit.report.paper import audit_paper_runs
 
-        frame = paperdata.per_seed_accuracy().assign(status="done", run_id=lambda f: [f"paper:{i}" for i in range(len(f))],
-                                                      source="cffaudit.paperdata")
-        analysis = analyze_runs(frame, factor="stability", pool=True, n_resamples=args.resamples, seed=args.seed,
-                                inputs={"paths": ["cffaudit.paperdata/per_seed_test_accuracy.csv"]})
+        analysis = audit_paper_runs(n_resamples=args.resamples, seed=args.seed)
         doc = paper_report(rep, analysis, paperdata.clamp_activation_rate())
         try:
             paths = doc.write(Path(args.out), stem="paper")
         except OSError as exc:
-            raise _cli_error(f"--out {args.out}: {exc}") from None
+            raise CLIError(f"--out {args.out}: {exc}") from None
         print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
     return 0

@@ -1,4 +1,4 @@
-"""`cffaudit bench`: stage-1 throughput of cffaudit against the original code's structure.
+"""Stage-1 throughput of cffaudit against the original code's structure (`cffaudit bench`).
 
 Three measurements in one process, on the same model size and the same data:
 
@@ -20,9 +20,7 @@ warm-up (and so compilation), use CUDA events on a GPU, and state n.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from cffaudit.config import RunConfig
@@ -324,41 +322,8 @@ def run_benchmark(*, device: str = "auto", config: str = "paper", steps: int = 5
     return rec
 
 
-# -- CLI ----------------------------------------------------------------------------------------
-
-
-def add_bench_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure stage-1 throughput against the original code's structure")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--config", default="paper", choices=sorted(BENCH_CONFIGS))
-    p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after warm-up)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    p.add_argument("--seeds", type=int, default=8, help="ensemble size of measurement (c)")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the baseline (the original's 4)")
-    p.add_argument("--no-baseline", action="store_true", help="skip (a)")
-    p.add_argument("--no-profile", action="store_true", help="skip the per-operator breakdown")
-    p.add_argument("--json", type=Path, default=None, help="write the record here")
-    p.set_defaults(func=_run_bench)
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    from cffaudit.atomic import atomic_write_json
-    from cffaudit.cli import CLIError
-
-    try:
-        rec = run_benchmark(device=args.device, config=args.config, steps=args.steps, warmup=args.warmup,
-                            seeds=args.seeds, workers=args.workers, baseline=not args.no_baseline,
-                            profile=not args.no_profile)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    print(format_summary(rec))
-    if args.json:
-        atomic_write_json(args.json, rec)
-        print(f"wrote {args.json}")
-    return 0
-
-
 def format_summary(rec: dict[str, Any]) -> str:
+    """The record of `run_benchmark` as the lines `cffaudit bench` prints."""
     env = rec["env"]
     lines = [f"cffaudit bench: config {rec['config']} {rec['model']}, batch {rec['batch_images']} images "
              f"(x2 views), n = {rec['steps']} timed steps after {rec['warmup']} warm-up",

@@ -1,4 +1,5 @@
-"""`cffaudit train`: flags -> RunConfig -> `train_seeds`. Parsing only; no training logic."""
+"""`cffaudit train`: flags -> RunConfig -> `train_seeds`. Parsing only; the folder layout is
+`cffaudit.train.layout`, the training `cffaudit.train.run`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from cffaudit import config as C
+from cffaudit.cli import CLIError
+from cffaudit.train.layout import run_folders
 
 # flag -> dotted config path (every flag maps to exactly one config field)
 _FLAGS: dict[str, tuple[str, Any, str]] = {
@@ -43,7 +46,15 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
 }
 
 
+def add_train_command(sub: argparse._SubParsersAction) -> None:
+    """Register `cffaudit train` on the CLI's subparsers."""
+    p = sub.add_parser("train", help="train one CFF run (stage 1 + linear probe) and write result.json")
+    add_train_arguments(p)
+    p.set_defaults(func=run_train_command)
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `cffaudit train`: one per config field, plus --config, --set and the run's folder."""
     for flag, (path, tp, help_) in _FLAGS.items():
         p.add_argument(flag, dest=path.replace(".", "__"), type=tp, default=None, help=help_,
                        metavar=flag.lstrip("-").upper().replace("-", "_"))
@@ -114,8 +125,7 @@ def config_from_args(args: argparse.Namespace) -> C.RunConfig:
 
 
 def run_train_command(args: argparse.Namespace) -> int:
-    from cffaudit.cli import CLIError
-
+    """Run `cffaudit train`; returns 0 when every seed finished, 1 when one failed."""
     try:
         cfg = config_from_args(args)
         seeds = list(_seeds(args.seeds)) if args.seeds else [cfg.seed]
@@ -126,26 +136,21 @@ def run_train_command(args: argparse.Namespace) -> int:
 
     from cffaudit.train.run import train_seeds
 
-    if len(seeds) == 1:
-        out_dirs = [args.out]
-        ckpt = args.out / C.CHECKPOINT_NAME
-    else:
-        out_dirs = [args.out / f"seed-{s}" for s in seeds]
-        ckpt = args.out / f"checkpoint-seeds-{'_'.join(map(str, seeds))}.pt"
-    if args.resume and not ckpt.exists():
-        print(f"cffaudit train: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
-    existing = [p for p in [ckpt, *(d / C.RESULT_NAME for d in out_dirs)] if p.exists()]
+    folders = run_folders(args.out, seeds)
+    if args.resume and not folders.checkpoint.exists():
+        print(f"cffaudit train: no checkpoint at {folders.checkpoint}; starting from scratch", file=sys.stderr)
+    existing = folders.existing()
     if existing and not args.resume and not args.overwrite:
         raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
                        "it afresh, or choose another --out")
-    results = train_seeds(cfg, seeds, out_dirs, checkpoint=ckpt, resume=args.resume,
+    results = train_seeds(cfg, seeds, folders.out_dirs, checkpoint=folders.checkpoint, resume=args.resume,
                           progress=not args.no_progress)
     failed = 0
-    for seed, d, res in zip(seeds, out_dirs, results):
+    for seed, path, res in zip(seeds, folders.results, results):
         if res["status"] == "done":
             print(f"seed {seed}: test accuracy {res['test_acc']:.2f}% (best validation "
-                  f"{res['best_val_acc']:.2f}% at probe epoch {res['best_epoch']}) -> {d / 'result.json'}")
+                  f"{res['best_val_acc']:.2f}% at probe epoch {res['best_epoch']}) -> {path}")
         else:
             failed += 1
-            print(f"seed {seed}: FAILED: {res['error']} -> {d / 'result.json'}", file=sys.stderr)
+            print(f"seed {seed}: FAILED: {res['error']} -> {path}", file=sys.stderr)
     return 1 if failed else 0
