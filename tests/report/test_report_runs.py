@@ -90,3 +90,32 @@ def test_runs_and_histories_come_from_one_read_of_each_result(tmp_path, monkeypa
     frame, hist = runs.load_runs_with_histories(files + [files[0]])  # one file named twice
     assert len(frame) == 6 and len(hist) == 6 * 2 * 3
     assert sorted(reads) == files  # each once
+
+
+@pytest.mark.parametrize(
+    "name, column",
+    [("augmentation", "augmentation"), ("augment", "augmentation"), ("data.augment", "augmentation"),
+     ("margin", "margin"), ("loss.margin", "margin"), ("loss.margin_schedule", "margin_schedule"),
+     ("dataset", "dataset"), ("data.dataset", "dataset"), ("stability", "stability"),
+     ("m0", "m0"), ("experiment", "experiment")],
+)
+def test_column_of_every_spelling_of_a_factor(name, column):
+    from cffaudit.report.runs import column_of
+
+    assert column_of(name) == column
+
+
+def test_store_other_factor(tmp_path):
+    from cffaudit.report.runs import store_other_factor
+
+    assert store_other_factor(tmp_path, "margin") is None  # no sweep database
+    (tmp_path / "store.sqlite").write_bytes(b"not a database")
+    assert store_other_factor(tmp_path, "margin") is None  # unreadable: loading the runs says why
+
+
+def test_paper_runs_are_finished_runs_with_ids():
+    from cffaudit.report.runs import paper_runs
+
+    frame = paper_runs()
+    assert len(frame) == len(per_seed_accuracy()) and (frame["status"] == "done").all()
+    assert frame["run_id"].is_unique and frame["run_id"].iloc[0] == "paper:0"
