@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths, parse_seeds  # noqa: F401  (parse_seeds: re-exported)
+from cffaudit.config import (  # noqa: F401  (parse_seeds: re-exported)
+    NON_RESULT_KEYS,
+    RunConfig,
+    flatten_paths,
+    parse_seeds,
+    set_path,
+)
 from cffaudit.experiments.identity import (
     GRADIENT_NEUTRAL_MARGINS,
     canonical_config,
@@ -358,13 +364,12 @@ def _factor_path(name: str, fail) -> str:
 
 
 def _is_config_path(path: str) -> bool:
-    """Whether `path` names a key of a RunConfig (the keys `RunConfig.override` accepts).
-    Its levels are checked by the config codec when the spec is expanded."""
-    node: Any = RunConfig().to_dict()
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
+    """Whether `path` names a key of a RunConfig, by the codec's own check (`set_path`
+    refuses exactly the unknown keys); the levels are checked when the spec is expanded."""
+    try:
+        set_path(RunConfig().to_dict(), path, None)
+    except ValueError:
+        return False
     return True
 
 
