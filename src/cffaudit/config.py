@@ -15,11 +15,14 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, Sequence
 
+# The margin variants are defined by their registry (a torch-free module, so this one
+# stays importable without torch); the names here are views of it.
+from cffaudit.loss.margins import MARGIN_SCHEDULES, layer_margins
+from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
+
 DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
-MARGINS = ("clamp", "subtract", "none")
-STABILITIES = ("detach", "direct")
-MARGIN_SCHEDULES = {"standard": (0.4, 0.1), "low": (0.2, 0.1)}
+MARGINS = tuple(MARGIN_VARIANTS)
 PROBE_AUGMENT = ("view", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -51,8 +54,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    margin: Literal["clamp", "subtract", "none"] = "clamp"
-    stability: Literal["detach", "direct"] = "detach"
+    margin: str = "clamp"  # a name of MARGINS
+    stability: str = "detach"  # a name of STABILITIES
     margin_schedule: str = "standard"
     m0: Optional[float] = None
     mL: Optional[float] = None
@@ -110,7 +113,7 @@ class RunConfig:
     # -- derived values -------------------------------------------------------------
     def margins(self) -> list[float]:
         """Per-block margins m_l, linear from m0 (block 0) to mL (last block)."""
-        return margin_schedule(self.loss, self.model.depth)
+        return layer_margins(self.loss.margin_schedule, self.model.depth, m0=self.loss.m0, mL=self.loss.mL)
 
     def augment_preset(self) -> str:
         return resolve_augment(self.data.dataset, self.data.augment)
@@ -148,20 +151,6 @@ class RunConfig:
         for path, value in updates.items():
             set_path(d, path, value)
         return RunConfig.from_dict(d)
-
-
-def margin_schedule(loss: LossConfig, depth: int) -> list[float]:
-    if loss.margin_schedule not in MARGIN_SCHEDULES:
-        raise ValueError(
-            f"loss.margin_schedule: unknown schedule {loss.margin_schedule!r}; "
-            f"choose one of {sorted(MARGIN_SCHEDULES)}"
-        )
-    m0, mL = MARGIN_SCHEDULES[loss.margin_schedule]
-    m0 = m0 if loss.m0 is None else loss.m0
-    mL = mL if loss.mL is None else loss.mL
-    if depth == 1:
-        return [float(m0)]
-    return [float(m0 + (mL - m0) * l / (depth - 1)) for l in range(depth)]
 
 
 def resolve_augment(dataset: str, augment: str) -> str:

@@ -16,7 +16,8 @@ a run twice and results can be shared between experiments:
   anchor to the loss (the paper's Proposition 4.1) and ``none`` has no margin, so
   neither can depend on the margin schedule. Their schedule is reset to the default,
   which is why the dose-response experiment's subtract arm has the same ids as the
-  standard-schedule factorial's (the paper reused those runs in the same way);
+  standard-schedule factorial's (the paper reused those runs in the same way). Which
+  variants are gradient-neutral is their class attribute in ``cffaudit.loss.variants``;
 * the synthetic dataset's sizes only matter for the synthetic dataset.
 
 Values equal to the defaults of ``RunConfig`` are left out of the hashed identity,
@@ -32,9 +33,10 @@ import json
 from typing import Any
 
 from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths
+from cffaudit.loss.variants import gradient_neutral_margins
 
-#: Margins whose gradient does not depend on the margin values.
-GRADIENT_NEUTRAL_MARGINS = ("subtract", "none")
+#: Margins whose gradient does not depend on the margin values (from the variants' classes).
+GRADIENT_NEUTRAL_MARGINS = gradient_neutral_margins()
 
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
