@@ -15,24 +15,29 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, Sequence
 
-# The margin variants are defined by their registry (a torch-free module, so this one
-# stays importable without torch); the names here are views of it.
+# The datasets and margin variants are defined by their registries (torch-free modules,
+# so this one stays importable without torch); the names here are views of them.
+from cffaudit.data.sources import DATASETS, DEFAULT_NORMALIZATION, NORMALIZATIONS, SOURCES
 from cffaudit.loss.margins import MARGIN_SCHEDULES, layer_margins
 from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
 
-DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
-AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
 MARGINS = tuple(MARGIN_VARIANTS)
+# augment.PRESETS with "auto" (the dataset's default preset); tests/data/test_sources.py
+# checks the two agree, since the presets module imports torch.
+AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
 PROBE_AUGMENT = ("view", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic"] = "cifar10"
+    dataset: str = "cifar10"  # a name of DATASETS
     data_dir: Optional[str] = None
     download: bool = False
     augment: str = "auto"
+    # Per-channel statistics: "original" (the original CFF code's constants) or "dataset"
+    # (each dataset's own); see cffaudit.data.sources.
+    normalization: str = DEFAULT_NORMALIZATION
     limit_train: Optional[int] = None
     limit_val: Optional[int] = None
     # Sizes of the synthetic dataset (ignored for real datasets).
@@ -154,15 +159,10 @@ class RunConfig:
 
 
 def resolve_augment(dataset: str, augment: str) -> str:
+    """The augmentation preset a run uses: ``augment``, or the dataset's default for "auto"."""
     if augment != "auto":
         return augment
-    return {
-        "cifar10": "cifar",
-        "cifar100": "cifar",
-        "svhn": "svhn_easy",
-        "fashion_mnist": "fashion_mnist",
-        "synthetic": "cifar",
-    }[dataset]
+    return SOURCES[dataset].augment
 
 
 def validate(cfg: RunConfig) -> None:
@@ -176,6 +176,7 @@ def validate(cfg: RunConfig) -> None:
 
     choice("data.dataset", cfg.data.dataset, DATASETS)
     choice("data.augment", cfg.data.augment, AUGMENT_PRESETS)
+    choice("data.normalization", cfg.data.normalization, NORMALIZATIONS)
     choice("loss.margin", cfg.loss.margin, MARGINS)
     choice("loss.stability", cfg.loss.stability, STABILITIES)
     choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))

@@ -18,7 +18,7 @@ from cffaudit.loss.variants import MarginVariant, gradient_neutral_margins
 def test_registry_modules_and_their_readers_import_no_torch():
     code = (
         "import sys\n"
-        "import cffaudit.loss.variants, cffaudit.loss.margins\n"
+        "import cffaudit.loss.variants, cffaudit.loss.margins, cffaudit.data.sources\n"
         "import cffaudit.config, cffaudit.experiments.identity\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
     )
