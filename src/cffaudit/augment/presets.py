@@ -12,8 +12,9 @@ from cffaudit.data.sources import DEFAULT_NORMALIZATION, SOURCES, normalization_
 
 OUTPUT_SIZE = 32
 
-# (mean, std) of each dataset under the default ``data.normalization``; every constant and
-# its source is in the dataset registry, ``cffaudit.data.sources``.
+# (mean, std) of each dataset under the default ``data.normalization`` (the original CFF
+# code's constants); every constant and its source is in the dataset registry,
+# ``cffaudit.data.sources``.
 NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     name: (normalization_stats(name).mean, normalization_stats(name).std) for name in SOURCES
 }

@@ -93,7 +93,7 @@ class Normalization:
             HosseinAghagol/ContrastiveFF, ``utils.py``, ``set_loaders``), which decides
             what the seed paper ran; for a dataset that code does not load, the
             statistics the seed paper names.
-        dataset: the dataset's own training-set statistics (cffaudit's choice so far).
+        dataset: the dataset's own training-set statistics (cffaudit before protocol 2).
     """
 
     original: Stats
@@ -102,8 +102,8 @@ class Normalization:
 
 #: The choices of ``data.normalization``.
 NORMALIZATIONS = tuple(f.name for f in fields(Normalization))
-#: The default choice.
-DEFAULT_NORMALIZATION = "dataset"
+#: The default choice (protocol 2 of ``cffaudit.experiments.identity``): what the seed paper ran.
+DEFAULT_NORMALIZATION = "original"
 
 
 @dataclass(frozen=True)
