@@ -15,21 +15,29 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, Sequence
 
-DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic")
+# The datasets and margin variants are defined by their registries (torch-free modules,
+# so this one stays importable without torch); the names here are views of them.
+from cffaudit.data.sources import DATASETS, DEFAULT_NORMALIZATION, NORMALIZATIONS, SOURCES
+from cffaudit.loss.margins import MARGIN_SCHEDULES, layer_margins
+from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
+
+MARGINS = tuple(MARGIN_VARIANTS)
+# augment.PRESETS with "auto" (the dataset's default preset); tests/data/test_sources.py
+# checks the two agree, since the presets module imports torch.
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
-MARGINS = ("clamp", "subtract", "none")
-STABILITIES = ("detach", "direct")
-MARGIN_SCHEDULES = {"standard": (0.4, 0.1), "low": (0.2, 0.1)}
 PROBE_AUGMENT = ("view", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["cifar10", "cifar100", "svhn", "fashion_mnist", "synthetic"] = "cifar10"
+    dataset: str = "cifar10"  # a name of DATASETS
     data_dir: Optional[str] = None
     download: bool = False
     augment: str = "auto"
+    # Per-channel statistics: "original" (the original CFF code's constants) or "dataset"
+    # (each dataset's own); see cffaudit.data.sources.
+    normalization: str = DEFAULT_NORMALIZATION
     limit_train: Optional[int] = None
     limit_val: Optional[int] = None
     # Sizes of the synthetic dataset (ignored for real datasets).
@@ -51,8 +59,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    margin: Literal["clamp", "subtract", "none"] = "clamp"
-    stability: Literal["detach", "direct"] = "detach"
+    margin: str = "clamp"  # a name of MARGINS
+    stability: str = "detach"  # a name of STABILITIES
     margin_schedule: str = "standard"
     m0: Optional[float] = None
     mL: Optional[float] = None
@@ -110,7 +118,7 @@ class RunConfig:
     # -- derived values -------------------------------------------------------------
     def margins(self) -> list[float]:
         """Per-block margins m_l, linear from m0 (block 0) to mL (last block)."""
-        return margin_schedule(self.loss, self.model.depth)
+        return layer_margins(self.loss.margin_schedule, self.model.depth, m0=self.loss.m0, mL=self.loss.mL)
 
     def augment_preset(self) -> str:
         return resolve_augment(self.data.dataset, self.data.augment)
@@ -150,30 +158,11 @@ class RunConfig:
         return RunConfig.from_dict(d)
 
 
-def margin_schedule(loss: LossConfig, depth: int) -> list[float]:
-    if loss.margin_schedule not in MARGIN_SCHEDULES:
-        raise ValueError(
-            f"loss.margin_schedule: unknown schedule {loss.margin_schedule!r}; "
-            f"choose one of {sorted(MARGIN_SCHEDULES)}"
-        )
-    m0, mL = MARGIN_SCHEDULES[loss.margin_schedule]
-    m0 = m0 if loss.m0 is None else loss.m0
-    mL = mL if loss.mL is None else loss.mL
-    if depth == 1:
-        return [float(m0)]
-    return [float(m0 + (mL - m0) * l / (depth - 1)) for l in range(depth)]
-
-
 def resolve_augment(dataset: str, augment: str) -> str:
+    """The augmentation preset a run uses: ``augment``, or the dataset's default for "auto"."""
     if augment != "auto":
         return augment
-    return {
-        "cifar10": "cifar",
-        "cifar100": "cifar",
-        "svhn": "svhn_easy",
-        "fashion_mnist": "fashion_mnist",
-        "synthetic": "cifar",
-    }[dataset]
+    return SOURCES[dataset].augment
 
 
 def validate(cfg: RunConfig) -> None:
@@ -187,6 +176,7 @@ def validate(cfg: RunConfig) -> None:
 
     choice("data.dataset", cfg.data.dataset, DATASETS)
     choice("data.augment", cfg.data.augment, AUGMENT_PRESETS)
+    choice("data.normalization", cfg.data.normalization, NORMALIZATIONS)
     choice("loss.margin", cfg.loss.margin, MARGINS)
     choice("loss.stability", cfg.loss.stability, STABILITIES)
     choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from cffaudit.config import RunConfig
-from cffaudit.experiments.identity import canonical_config, identity_dict, run_id
+from cffaudit.experiments.identity import (
+    GRADIENT_NEUTRAL_MARGINS,
+    PROTOCOL_VERSION,
+    canonical_config,
+    identity_dict,
+    run_id,
+    stable_hash,
+)
 from cffaudit.experiments.spec import ExperimentSpec, SpecError, merged_levels, parse_seeds
 
 from .conftest import tiny_spec_dict
@@ -159,8 +166,9 @@ def test_device_override_does_not_change_ids_but_other_overrides_are_refused():
 def test_run_id_is_stable_and_ignores_non_result_settings():
     cfg = RunConfig().override({"seed": 3})
     # Pinned value: ids must not drift between versions, or every existing store is
-    # orphaned. Change only together with store.SCHEMA_VERSION.
-    assert run_id(cfg) == "4d687b643746"
+    # orphaned. Change only together with identity.PROTOCOL_VERSION (a new training
+    # protocol, which must orphan them). Protocol 1 gave this config "4d687b643746".
+    assert run_id(cfg) == "18181b1f6828"
     assert run_id(cfg) == run_id(RunConfig().override({"seed": 3}))
     assert run_id(cfg) == run_id(cfg.override({"device": "cpu", "data.data_dir": "/d", "data.download": True}))
     assert run_id(cfg) != run_id(cfg.override({"seed": 4}))
@@ -179,6 +187,43 @@ def test_run_id_compares_resolved_values_not_spellings():
     assert run_id(svhn) == run_id(svhn.override({"data.synthetic_train": 7}))
     syn = RunConfig().override({"data.dataset": "synthetic"})
     assert run_id(syn) != run_id(syn.override({"data.synthetic_train": 7}))
+
+
+# Ids computed by the code before protocol 2 (PYTHONPATH=/work/main/src at commit 4cbe048):
+# runs trained under the old defaults (normalisation, initialisation) must not be reused.
+PROTOCOL_1_IDS = [
+    ({"seed": 3}, "4d687b643746"),
+    ({"seed": 0}, "44136fa355b3"),
+    ({"loss.margin": "subtract", "seed": 1}, "08cee02bd699"),
+    ({"data.dataset": "cifar100", "seed": 1}, "f1a08057d85d"),
+    ({"data.dataset": "svhn", "seed": 0}, "413c8367e568"),
+]
+
+
+@pytest.mark.parametrize(("updates", "old_id"), PROTOCOL_1_IDS)
+def test_protocol_2_gives_every_earlier_run_a_new_id(updates, old_id):
+    cfg = RunConfig().override(updates)
+    assert identity_dict(cfg)["protocol"] == PROTOCOL_VERSION == 2
+    assert run_id(cfg) != old_id
+    # The old id is the same identity without the protocol key: nothing else moved.
+    old_ident = {k: v for k, v in identity_dict(cfg).items() if k != "protocol"}
+    assert stable_hash(old_ident)[:12] == old_id
+
+
+def test_normalization_is_part_of_the_identity_only_when_not_the_default():
+    cfg = RunConfig().override({"seed": 3})
+    assert "data.normalization" not in identity_dict(cfg)
+    own = cfg.override({"data.normalization": "dataset"})
+    assert identity_dict(own)["data.normalization"] == "dataset" and run_id(own) != run_id(cfg)
+
+
+def test_subtract_margin_stays_canonicalised_out_of_run_ids():
+    base = RunConfig().override({"loss.margin": "subtract", "seed": 1})
+    for updates in ({"loss.margin_schedule": "low"}, {"loss.m0": 0.3, "loss.mL": 0.05}):
+        assert run_id(base.override(updates)) == run_id(base)
+    assert "subtract" in GRADIENT_NEUTRAL_MARGINS and "clamp" not in GRADIENT_NEUTRAL_MARGINS
+    clamp = RunConfig().override({"seed": 1})
+    assert run_id(clamp.override({"loss.margin_schedule": "low"})) != run_id(clamp)
 
 
 def test_result_config_round_trips_to_the_same_id():

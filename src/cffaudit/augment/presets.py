@@ -8,20 +8,15 @@ from dataclasses import dataclass
 import torch
 
 from cffaudit.augment import kernels as K
+from cffaudit.data.sources import DEFAULT_NORMALIZATION, SOURCES, normalization_stats
 
 OUTPUT_SIZE = 32
 
-# Per-channel normalisation statistics (mean, std) of each dataset's training images.
-# CIFAR-10's std is the per-pixel std over the whole training set (0.2470, 0.2435, 0.2616),
-# not the often-copied (0.2023, 0.1994, 0.2010), which is an average of per-image stds.
-# Fashion-MNIST is grey; its single statistic is used for all three replicated channels.
-# The synthetic dataset is normalised like CIFAR-10, whose images it imitates in range.
+# (mean, std) of each dataset under the default ``data.normalization`` (the original CFF
+# code's constants); every constant and its source is in the dataset registry,
+# ``cffaudit.data.sources``.
 NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "fashion_mnist": ((0.2860,) * 3, (0.3530,) * 3),
-    "synthetic": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    name: (normalization_stats(name).mean, normalization_stats(name).std) for name in SOURCES
 }
 
 
@@ -195,21 +190,21 @@ class Augment:
         return K.erase(img, top, left, h, w, apply, value=0.0)
 
 
-def build_augment(preset: str, *, dataset: str) -> Augment:
+def build_augment(preset: str, *, dataset: str, normalization: str = DEFAULT_NORMALIZATION) -> Augment:
     """Build an augmentation preset with the normalisation statistics of ``dataset``.
 
     Args:
         preset: one of ``cifar``, ``svhn_easy``, ``svhn_medium``, ``svhn_hard``,
             ``fashion_mnist``, ``none``.
-        dataset: ``cifar10``, ``cifar100``, ``svhn``, ``fashion_mnist`` or ``synthetic``;
-            picks the per-channel mean and std.
+        dataset: a name of the dataset registry (``cffaudit.data.sources``); with
+            ``normalization`` it picks the per-channel mean and std.
+        normalization: ``original`` (the original CFF code's constants, the default) or
+            ``dataset`` (the dataset's own training-set statistics).
 
     Raises:
-        ValueError: unknown preset or dataset (the message lists the choices).
+        ValueError: unknown preset, dataset or normalization (the message lists the choices).
     """
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if dataset not in NORMALISATION:
-        raise ValueError(f"dataset: no normalisation statistics for {dataset!r}; choose one of {', '.join(NORMALISATION)}")
-    mean, std = NORMALISATION[dataset]
-    return Augment(preset, PRESETS[preset], mean, std)
+    stats = normalization_stats(dataset, normalization)
+    return Augment(preset, PRESETS[preset], stats.mean, stats.std)

@@ -5,6 +5,9 @@ raises :class:`DatasetError` naming the file, so a wrong or damaged file fails l
 instead of yielding a silently wrong dataset. Checksums are verified by the caller
 (``splits.py``) before a reader is called; the readers themselves must be safe on any
 input, which is why CIFAR's pickles go through the restricted unpickler.
+
+The ``read_*_split`` functions at the end are the ones the dataset registry
+(``sources.py``) names: each reads one split's files into ``(x, y)``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cffaudit.data.errors import DatasetError
+from cffaudit.data.errors import REMEDY, DatasetError
 from cffaudit.data.integrity import safe_unpickle
 
 CIFAR_SIDE = 32
@@ -173,3 +176,30 @@ def read_idx_labels(path: Path, *, num_classes: int) -> torch.Tensor:
     """
     _, flat = _parse_idx(path, _read_idx_bytes(path), IDX_LABELS_MAGIC, 1)
     return _labels_tensor(flat, path, num_classes)
+
+
+# -- one split of a registered dataset (named by sources.SOURCES) ------------------------------
+
+def read_cifar_split(paths: list[Path], *, num_classes: int, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CIFAR batches of one split, concatenated in the given order."""
+    parts = [read_cifar_batch(p, label_key=label_key, num_classes=num_classes) for p in paths]
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def read_svhn_split(paths: list[Path], *, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SVHN ``.mat`` file; its labels are the ten digits whatever ``num_classes`` says."""
+    (path,) = paths
+    return read_svhn_mat(path)
+
+
+def read_idx_split(paths: list[Path], *, num_classes: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An IDX image file and its label file: uint8 (N, 1, side, side) and int64 (N,)."""
+    images_path, labels_path = paths
+    x = read_idx_images(images_path)
+    y = read_idx_labels(labels_path, num_classes=num_classes)
+    if x.shape[0] != y.shape[0] or x.shape[2:] != (side, side):
+        raise DatasetError(
+            f"{images_path} holds {tuple(x.shape)} images and {labels_path} "
+            f"{y.shape[0]} labels; expected matching counts of {side}x{side} images. {REMEDY}"
+        )
+    return x, y

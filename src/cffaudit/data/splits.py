@@ -9,17 +9,15 @@ from pathlib import Path
 
 import torch
 
-from cffaudit.data import readers, synthetic
+from cffaudit.data import synthetic
 from cffaudit.data.download import extract_members, fetch
-from cffaudit.config import DATASETS
+from cffaudit.data.errors import REMEDY as _REMEDY
 from cffaudit.data.errors import DatasetError
 from cffaudit.data.integrity import md5_of_bytes, md5_of_file
-from cffaudit.data.sources import SOURCES, DataFile, DatasetSource
+from cffaudit.data.sources import DATASETS, SOURCES, DataFile, DatasetSource
 
 # Held-out validation fraction: 5000 of CIFAR's 50000, the same proportion elsewhere.
 VAL_FRACTION = 0.1
-_REMEDY = ("Delete it and re-run with --download, or pass --data-dir pointing at a folder "
-           "with the original files.")
 
 
 @dataclass(frozen=True)
@@ -160,30 +158,11 @@ def _locate(source: DatasetSource, data_dir: str | None, download: bool, progres
 # -- reading each dataset --------------------------------------------------------------
 
 def _read_real(source: DatasetSource, paths: dict[DataFile, Path]):
-    k = source.num_classes
-    if source.name in ("cifar10", "cifar100"):
-        key = b"labels" if source.name == "cifar10" else b"fine_labels"
-
-        def read(files):
-            parts = [readers.read_cifar_batch(paths[f], label_key=key, num_classes=k) for f in files]
-            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-        return (*read(source.train), *read(source.test))
-    if source.name == "svhn":
-        return (*readers.read_svhn_mat(paths[source.train[0]]), *readers.read_svhn_mat(paths[source.test[0]]))
-    if source.name == "fashion_mnist":
-        out = []
-        for images_file, labels_file in (source.train, source.test):
-            x = readers.read_idx_images(paths[images_file])
-            y = readers.read_idx_labels(paths[labels_file], num_classes=k)
-            if x.shape[0] != y.shape[0] or x.shape[2:] != (28, 28):
-                raise DatasetError(
-                    f"{paths[images_file]} holds {tuple(x.shape)} images and {paths[labels_file]} "
-                    f"{y.shape[0]} labels; expected matching counts of 28x28 images. {_REMEDY}"
-                )
-            out += [x, y]
-        return tuple(out)
-    raise AssertionError(f"no reader for {source.name}")  # SOURCES and this function disagree
+    """(train_x, train_y, test_x, test_y) of a verified dataset, by its registered reader."""
+    assert source.reader is not None  # generated datasets never get here
+    train = source.reader([paths[f] for f in source.train], source.num_classes)
+    test = source.reader([paths[f] for f in source.test], source.num_classes)
+    return (*train, *test)
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> None:
@@ -229,7 +208,7 @@ def load_splits(
     """Load a dataset and split it into train / validation / test.
 
     Args:
-        dataset: one of ``cifar10``, ``cifar100``, ``svhn``, ``fashion_mnist``, ``synthetic``.
+        dataset: a name of the registry (``sources.DATASETS``).
         data_dir: folder holding the files (default :func:`default_data_dir`; for
             Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist`` is a fallback).
         download: fetch missing files from the datasets' canonical sources.
@@ -278,7 +257,8 @@ def read_dataset(
     """Locate, verify and read a dataset once (arguments as :func:`load_splits`); split
     it with :func:`split_dataset`, as often as there are split seeds."""
     _check_dataset(dataset)
-    if dataset == "synthetic":
+    source = SOURCES[dataset]
+    if source.generated:
         _positive_int("synthetic_train", synthetic_train, 2)
         _positive_int("synthetic_test", synthetic_test)
         _positive_int("synthetic_classes", synthetic_classes, 2)
@@ -287,7 +267,6 @@ def read_dataset(
         test_x, test_y = synthetic.make_synthetic(synthetic_test, num_classes=synthetic_classes,
                                                   seed=synthetic.TEST_SEED)
         return Dataset(dataset, synthetic_classes, train_x, train_y, test_x, test_y)
-    source = SOURCES[dataset]
     return Dataset(dataset, source.num_classes, *_read_real(source, _locate(source, data_dir, download, progress)))
 
 

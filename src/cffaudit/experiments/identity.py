@@ -16,12 +16,16 @@ a run twice and results can be shared between experiments:
   anchor to the loss (the paper's Proposition 4.1) and ``none`` has no margin, so
   neither can depend on the margin schedule. Their schedule is reset to the default,
   which is why the dose-response experiment's subtract arm has the same ids as the
-  standard-schedule factorial's (the paper reused those runs in the same way);
+  standard-schedule factorial's (the paper reused those runs in the same way). Which
+  variants are gradient-neutral is their class attribute in ``cffaudit.loss.variants``;
 * the synthetic dataset's sizes only matter for the synthetic dataset.
 
 Values equal to the defaults of ``RunConfig`` are left out of the hashed identity,
 so a later version that adds a configuration field with a neutral default keeps the
-ids (and stores) made before it.
+ids (and stores) made before it. Changing a default is different: a run that leaves
+the field at its default would keep its id but train otherwise, and a sweep would reuse
+a result trained under the old default. Every such change raises ``PROTOCOL_VERSION``,
+which is part of every identity, so all runs trained before it get new ids.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ import json
 from typing import Any
 
 from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths
+from cffaudit.loss.variants import gradient_neutral_margins
 
-#: Margins whose gradient does not depend on the margin values.
-GRADIENT_NEUTRAL_MARGINS = ("subtract", "none")
+#: Margins whose gradient does not depend on the margin values (from the variants' classes).
+GRADIENT_NEUTRAL_MARGINS = gradient_neutral_margins()
+
+#: The training protocol the defaults of ``RunConfig`` describe; raise it whenever a
+#: default changes what a run trains (see the module docstring).
+#:   1: (no key in the identity) the first release.
+#:   2: normalisation by the original CFF code's constants (``data.normalization:
+#:      original``; CIFAR std 0.2023/0.1994/0.2010, and CIFAR-10's constants for
+#:      CIFAR-100), and the original code's initialisation of the model.
+PROTOCOL_VERSION = 2
 
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
@@ -62,12 +75,18 @@ def canonical_config(cfg: RunConfig) -> RunConfig:
 
 
 def identity_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The flat {dotted.path: value} mapping that defines a run's identity."""
+    """The flat {dotted.path: value} mapping that defines a run's identity.
+
+    It holds ``protocol`` (``PROTOCOL_VERSION``) and every resolved value that differs
+    from the default config's.
+    """
     flat = flatten_paths(canonical_config(cfg).resolved())
     for key in NON_RESULT_KEYS + _SPELLING_KEYS:
         flat.pop(key, None)
     default = _default_identity()
-    return {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != default.get(k, _MISSING)}
+    ident = {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != default.get(k, _MISSING)}
+    # Not a config path ("protocol" has no dot), so it cannot collide with one.
+    return {"protocol": PROTOCOL_VERSION, **ident}
 
 
 @functools.cache

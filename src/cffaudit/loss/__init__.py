@@ -1,23 +1,51 @@
-"""Supervised contrastive loss of CFF with its margin variants (see `supcon.py`)."""
+"""Supervised contrastive loss of CFF with its margin variants and margin schedules.
 
-from cffaudit.loss.supcon import (
+``variants.py`` (the margin variants and their registry) and ``margins.py`` (the
+schedules) import no torch, because the config and the run identity read them; the
+loss itself (``supcon.py``) is imported on first use, so ``import cffaudit.loss.variants``
+stays torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cffaudit.loss.margins import MARGIN_SCHEDULES, layer_margins
+from cffaudit.loss.variants import (
     MARGIN_VARIANTS,
+    STABILITIES,
     ClampMargin,
-    LayerLoss,
     MarginVariant,
     NoMargin,
     SubtractMargin,
     get_margin_variant,
-    supcon_loss,
+    gradient_neutral_margins,
 )
 
+_LAZY = {"LayerLoss": "cffaudit.loss.supcon", "supcon_loss": "cffaudit.loss.supcon"}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the torch-backed names load when first asked for.
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "MARGIN_SCHEDULES",
     "MARGIN_VARIANTS",
+    "STABILITIES",
     "ClampMargin",
     "LayerLoss",
     "MarginVariant",
     "NoMargin",
     "SubtractMargin",
     "get_margin_variant",
+    "gradient_neutral_margins",
+    "layer_margins",
     "supcon_loss",
 ]

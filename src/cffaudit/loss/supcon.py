@@ -1,4 +1,4 @@
-"""Layer-local supervised contrastive loss with the positive-pair margin variants.
+"""Layer-local supervised contrastive loss; the margin variants are in `variants.py`.
 
 Notation (seed paper, Section 4): for the 2B views of a batch, z_i is the L2-normalised
 token mean of view i at one layer, s_ij = z_i . z_j, positives P(i) = {j != i : y_j = y_i}.
@@ -17,78 +17,10 @@ evaluates the loss of every seed independently.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
-# -- margin variants: one hook each ----------------------------------------------------
-
-
-class MarginVariant:
-    """How the positive-pair margin enters the loss. Subclasses override one hook."""
-
-    name: ClassVar[str]
-
-    def similarities(self, sim: torch.Tensor, pos: torch.Tensor, margin: float) -> torch.Tensor:
-        """Modify cosine similarities before they become logits (default: unchanged)."""
-        return sim
-
-    def log_probs(
-        self, log_prob: torch.Tensor, pos: torch.Tensor, margin: float, temperature: float
-    ) -> torch.Tensor:
-        """Modify log-probabilities of positive pairs (default: unchanged)."""
-        return log_prob
-
-
-class NoMargin(MarginVariant):
-    """Plain supervised contrastive loss."""
-
-    name = "none"
-
-
-class ClampMargin(MarginVariant):
-    """s'_ij = min(s_ij + m, 1) on positive pairs (the original CFF code's default).
-
-    Written with `where` rather than `clamp` so that a saturated pair (s + m >= 1,
-    the CAR definition) gets exactly zero gradient through its own logit, including
-    at equality, where `torch.clamp` would pass the gradient.
-    """
-
-    name = "clamp"
-
-    def similarities(self, sim, pos, margin):
-        shifted = sim + margin
-        clamped = torch.where(shifted >= 1.0, 1.0, shifted)
-        return torch.where(pos, clamped, sim)
-
-
-class SubtractMargin(MarginVariant):
-    """log p'_ij = log p_ij - m / tau on positive pairs (the paper's reference).
-
-    The margin is expressed in logit units (m / tau), the shift a similarity margin m
-    makes before saturation. Under the mean-over-positives reduction it adds the
-    constant m / tau to every anchor's loss, so its gradient equals NoMargin's
-    (Proposition 4.1); only the reported loss value differs.
-    """
-
-    name = "subtract"
-
-    def log_probs(self, log_prob, pos, margin, temperature):
-        return torch.where(pos, log_prob - margin / temperature, log_prob)
-
-
-MARGIN_VARIANTS: dict[str, type[MarginVariant]] = {
-    cls.name: cls for cls in (ClampMargin, SubtractMargin, NoMargin)
-}
-
-
-def get_margin_variant(name: str) -> MarginVariant:
-    """Look a margin variant up by name ("clamp", "subtract", "none")."""
-    try:
-        return MARGIN_VARIANTS[name]()
-    except KeyError:
-        raise ValueError(f"margin: unknown variant {name!r}; choose one of {sorted(MARGIN_VARIANTS)}") from None
-
+from cffaudit.loss.variants import STABILITIES, MarginVariant, get_margin_variant
 
 # -- the loss --------------------------------------------------------------------------
 
@@ -136,8 +68,8 @@ def supcon_loss(
     """
     if isinstance(variant, str):
         variant = get_margin_variant(variant)
-    if stability not in ("detach", "direct"):
-        raise ValueError(f"stability: {stability!r} is not one of ['detach', 'direct']")
+    if stability not in STABILITIES:
+        raise ValueError(f"stability: {stability!r} is not one of {list(STABILITIES)}")
     n = z.shape[-2]
     # The similarity matrix and everything after it stay in float32 even under autocast:
     # a bf16 similarity has ~3 significant digits, too coarse for s + m >= 1 decisions.

@@ -180,7 +180,8 @@ class _Ensemble:
         self.timing["data_s"] = time.perf_counter() - t0
         from cffaudit.augment import build_augment
 
-        self.augment = build_augment(cfg.augment_preset(), dataset=cfg.data.dataset)
+        self.augment = build_augment(cfg.augment_preset(), dataset=cfg.data.dataset,
+                                     normalization=cfg.data.normalization)
         self.model = build_model(cfg, [d["init"] for d in self.derived], dev)
         s1 = cfg.stage1
         self.opt1 = make_optimizer(self.model.parameters(), lr=s1.lr, betas=(s1.beta1, s1.beta2),
