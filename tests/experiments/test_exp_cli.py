@@ -164,7 +164,7 @@ def test_sweep_killed_mid_run_resumes_and_matches_an_uninterrupted_sweep(tmp_pat
     log = (store / "runs" / victim.run_id / "log.txt").read_text()
     assert after[victim.run_id].attempts == 2 and "attempt 2" in log and "resuming from checkpoint.pt" in log
     # ... and every accuracy equals the uninterrupted sweep's.
-    assert {rid: r.test_acc for rid, r in after.items()} == expected
+    assert {rid: RunStore(store).outcome(r).test_acc for rid, r in after.items()} == expected
 
 
 @pytest.mark.slow

@@ -33,6 +33,14 @@ class ExecutorError(RuntimeError):
     """An executor that cannot start (missing backend, unreachable cluster)."""
 
 
+class OptionError(ValueError):
+    """A value no sweep or executor can use; `option` names the parameter."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{option}: {problem}")
+        self.option, self.problem = option, problem
+
+
 @dataclass(frozen=True)
 class Job:
     """A unit of work: ``fn(*args)``, covering the runs ``run_ids``."""
@@ -89,9 +97,9 @@ class LocalExecutor(Executor):
         self.gpus = [str(g) for g in gpus] if gpus else []
         self.workers = workers if workers is not None else max(1, len(self.gpus))
         if self.workers < 1:
-            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+            raise OptionError("workers", f"must be >= 1, got {self.workers}")
         if self.gpus and self.workers > len(self.gpus):
-            raise ValueError(f"workers: {self.workers} workers but only {len(self.gpus)} GPUs to pin them to")
+            raise OptionError("workers", f"{self.workers}: only {len(self.gpus)} GPUs to pin workers to, one run per GPU")
 
     def describe(self) -> str:
         if self.workers == 1:
@@ -237,6 +245,14 @@ class RayExecutor(Executor):
     max_retries: int = 3
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = "ray"
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise OptionError("max_retries", f"must be >= 0, got {self.max_retries}")
+        if self.cpus_per_task <= 0:
+            raise OptionError("cpus_per_task", f"must be > 0, got {self.cpus_per_task}")
+        if self.gpus_per_task is not None and self.gpus_per_task < 0:
+            raise OptionError("gpus_per_task", f"must be >= 0, got {self.gpus_per_task}")
 
     def describe(self) -> str:
         return f"ray ({self.address or 'local instance'})"
