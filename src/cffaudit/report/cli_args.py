@@ -88,9 +88,10 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
 
 def _spec_factor(store, compare: str):
     """With --store and no --factor: the spec's one other factor, if it has exactly one."""
-    if not store or not (Path(store) / "store.sqlite").exists():
+    from cffaudit.experiments.store import RunStore, StoreError, store_factors
+
+    if not store or not RunStore.exists_at(store):
         return None
-    from cffaudit.experiments.store import StoreError, store_factors
     from cffaudit.report.analysis import column_of
 
     try:

@@ -182,12 +182,13 @@ def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
     store = Path(store)
     if not store.is_dir():
         raise RunLoadError(f"--store {store}: not a directory")
-    if not (store / "store.sqlite").exists():
+    from cffaudit.experiments.store import RunStore, load_store_results
+
+    if not RunStore.exists_at(store):
         for f in _store_files(store):
             yield _read_json(f), str(f)
         return
     from cffaudit.experiments.spec import ExperimentSpec
-    from cffaudit.experiments.store import load_store_results
 
     try:
         spec = ExperimentSpec.load(store / "spec.yaml")
@@ -260,7 +261,9 @@ def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> It
         if not found:
             raise RunLoadError(f"{path}: no result.json found under this directory")
     if store is not None:
-        if (Path(store) / "store.sqlite").exists():
+        from cffaudit.experiments.store import RunStore
+
+        if RunStore.exists_at(store):
             yield Path(store), "store"
         elif not Path(store).is_dir():
             raise RunLoadError(f"--store {store}: not a directory")
