@@ -201,3 +201,15 @@ def test_a_version_1_store_is_not_migrated_under_a_running_sweep(v1_store):
         with pytest.raises(StoreError, match="schema version 1 and must be migrated.*another sweep"):
             RunStore.open_existing(store)
     assert RunStore.open_existing(store).meta()["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_a_version_1_store_that_cannot_be_written_is_refused_with_what_to_do(v1_store, monkeypatch):
+    import cffaudit.experiments.store as store_module
+
+    def read_only(conn, root):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store_module, "migrate_v1", read_only)
+    store, _ = v1_store
+    with pytest.raises(StoreError, match="could not be migrated.*readonly database.*make the store writable"):
+        load_store_results(store)

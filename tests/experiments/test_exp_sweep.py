@@ -308,3 +308,22 @@ def test_a_failing_group_fails_each_of_its_runs_with_the_error(tmp_path):
     for row in store.rows():
         assert "group exploded" in store.outcome(row).error
         assert read_result(store.run_dir(row.run_id))["status"] == "failed"
+
+
+def test_a_job_of_several_runs_needs_a_group_directory(tmp_path):
+    runs = spec_of().expand().runs[:2]
+    tasks = [RunTask(r.run_id, r.config.to_dict(), str(tmp_path / r.run_id)) for r in runs]
+    with pytest.raises(ValueError, match="group_dir: a job of 2 runs needs a group directory"):
+        execute_job(tasks, None, fake_train_seeds)
+
+
+def test_executors_check_their_options():
+    from cffaudit.experiments.executors import OptionError, RayExecutor
+
+    for kwargs, message in (({"max_retries": -1}, "max_retries: must be >= 0"),
+                            ({"cpus_per_task": 0}, "cpus_per_task: must be > 0"),
+                            ({"gpus_per_task": -1}, "gpus_per_task: must be >= 0")):
+        with pytest.raises(OptionError, match=message):
+            RayExecutor(**kwargs)
+    with pytest.raises(OptionError, match="workers: 3: only 2 GPUs to pin workers to"):
+        LocalExecutor(workers=3, gpus=[0, 1])
