@@ -5,8 +5,9 @@ iterable of :class:`Job` and yields a :class:`JobDone` for each as it finishes, 
 any order. A job's own failure is its return value's business (the sweep's job
 function catches training errors and returns them as failed outcomes); ``JobDone.error``
 is for the job not completing at all (a worker process that died, a Ray task that
-ran out of retries). A job may cover several runs (``run_ids``), so a later backend
-can train a group of seeds in one process without changing this interface.
+ran out of retries). A job may cover several runs (``run_ids``: a group of seeds
+trained in one process). Bad option values raise :class:`OptionError`, which names
+the parameter so that the CLI can name its flag.
 
 Backends:
 
