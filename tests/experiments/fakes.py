@@ -1,4 +1,4 @@
-"""Stand-ins for `train_run` with the same contract, for fast sweep tests.
+"""Stand-ins for `train_seeds` (and `train_run`) with the same contract, for fast sweep tests.
 
 Module-level functions so that spawned worker processes and Ray workers can import
 them by name.
@@ -52,8 +52,8 @@ def fake_train_run(cfg, out_dir, *, resume=False, progress=False):
     return result
 
 
-def fake_returns_garbage(cfg, out_dir, *, resume=False, progress=False):
-    return "not a dict"
+def fake_returns_garbage(cfg, seeds, out_dirs, *, checkpoint, resume=False, progress=False):
+    return ["not a dict" for _ in seeds]
 
 
 def calls_of(run_dir: Path) -> list[str]:
@@ -66,14 +66,15 @@ def read_result(run_dir: Path) -> dict:
 
 
 def fake_train_seeds(cfg, seeds, out_dirs, *, checkpoint, resume=False, progress=False):
-    """Like train_seeds: one call trains every seed; records the group in each run dir."""
+    """Like train_seeds: one call trains every seed (one for a solo run); records the
+    group in each run dir."""
     with open(checkpoint, "a") as f:
         f.write(f"group {list(seeds)} resume={resume}\n")
     results = []
     for seed, out in zip(seeds, out_dirs):
         with open(Path(out) / "group_calls.txt", "a") as f:
             f.write(f"{list(seeds)} resume={resume}\n")
-        results.append(fake_train_run(cfg.override({"seed": seed}), out))
+        results.append(fake_train_run(cfg.override({"seed": seed}), out, resume=resume))
     return results
 
 

@@ -164,7 +164,7 @@ def test_sweep_killed_mid_run_resumes_and_matches_an_uninterrupted_sweep(tmp_pat
     log = (store / "runs" / victim.run_id / "log.txt").read_text()
     assert after[victim.run_id].attempts == 2 and "attempt 2" in log and "resuming from checkpoint.pt" in log
     # ... and every accuracy equals the uninterrupted sweep's.
-    assert {rid: r.test_acc for rid, r in after.items()} == expected
+    assert {rid: RunStore(store).outcome(r).test_acc for rid, r in after.items()} == expected
 
 
 @pytest.mark.slow
@@ -185,3 +185,31 @@ def test_ray_only_flags_are_refused_with_the_local_executor(tmp_path, capsys):
     for flag in (["--cpus-per-run", "2"], ["--max-retries", "1"]):
         assert main(["sweep", str(spec), "--store", str(tmp_path / "s"), "--dry-run", *flag]) == 2
         assert "only applies to --executor ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dry-run", "--max-runs", "-1"], "--max-runs must be >= 0, got -1"),
+    (["--dry-run", "--seeds-per-job", "0"], "--seeds-per-job must be >= 1, got 0"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--executor", "ray", "--max-retries", "-1"], "--max-retries must be >= 0, got -1"),
+    (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be > 0, got 0.0"),
+])
+def test_option_values_are_checked_by_the_library_and_named_as_flags(tmp_path, write_spec, capsys, flags, message):
+    path = write_spec(tiny_spec_dict())
+    assert main(["sweep", str(path), "--store", str(tmp_path / "s"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"cffaudit sweep: error: {message}"
+    assert not (tmp_path / "s").exists()  # refused before the store was made
+
+
+def test_status_with_a_spec_of_another_design_is_refused(tmp_path, write_spec, capsys):
+    from .fakes import fake_train_seeds
+
+    store = tmp_path / "s"
+    run_sweep(ExperimentSpec.load(write_spec(tiny_spec_dict())), store, train_fn=fake_train_seeds,
+              progress=False, say=lambda s: None)
+    other = write_spec(tiny_spec_dict(factors={"margin": ["clamp", "none"]}), name="other.yaml")
+    for flags in (["--status"], ["--dry-run"]):
+        assert main(["sweep", str(other), "--store", str(store), *flags]) == 2
+        err = capsys.readouterr().err
+        assert "different design" in err and str(other) in err and "spec.yaml" in err

@@ -28,12 +28,12 @@ def test_sweep_through_ray_trains_in_ray_workers_and_records_everything(tmp_path
     workers = {r.worker for r in store.rows()}
     assert all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in Ray worker processes
     for r in store.rows():
-        if r.config["data"]["dataset"] == "synthetic":
+        if r.conditions[0]["dataset"] == "synthetic":
             assert r.status == "done" and r.attempts == 1
             assert (store.run_dir(r.run_id) / "result.json").exists()
             assert "attempt 1" in (store.run_dir(r.run_id) / "log.txt").read_text()
         else:
-            assert r.status == "failed" and "DatasetError" in r.error
+            assert r.status == "failed" and "DatasetError" in store.outcome(r).error
     results = load_store_results(tmp_path / "store")
     assert sorted(r["seed"] for r in results) == [1, 1, 2, 2]
     assert all(0.0 <= r["test_acc"] <= 100.0 for r in results)

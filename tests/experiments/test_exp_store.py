@@ -11,6 +11,7 @@ import pytest
 
 from cffaudit.experiments.spec import ExperimentSpec
 from cffaudit.experiments.store import (
+    SCHEMA_VERSION,
     RunStore,
     StoreError,
     load_store_results,
@@ -20,13 +21,13 @@ from cffaudit.experiments.store import (
 from cffaudit.experiments.sweep import open_store_for, run_sweep
 
 from .conftest import tiny_spec_dict
-from .fakes import fake_train_run
+from .fakes import fake_train_seeds
 
 
 def _store(tmp_path, **changes):
     exp = ExperimentSpec.from_dict(tiny_spec_dict(**changes)).expand()
     store = open_store_for(exp, tmp_path / "store")
-    store.add_runs([(r.run_id, r.seed, r.config.to_dict(), list(r.conditions)) for r in exp.runs])
+    store.add_runs([(r.run_id, r.seed, list(r.conditions)) for r in exp.runs])
     return store, exp
 
 
@@ -35,7 +36,7 @@ def test_new_store_layout_and_meta(tmp_path):
     assert (store.root / "store.sqlite").exists() and (store.root / "runs").is_dir()
     assert (store.root / "spec.yaml").exists()
     meta = store.meta()
-    assert meta["schema_version"] == "1" and meta["design_hash"] == exp.design_hash
+    assert meta["schema_version"] == str(SCHEMA_VERSION) and meta["design_hash"] == exp.design_hash
     assert meta["factors"] == ["margin"]
     with sqlite3.connect(store.db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -73,7 +74,7 @@ def test_claim_refuses_a_done_run(tmp_path):
     store, exp = _store(tmp_path)
     rid = exp.runs[0].run_id
     assert store.claim(rid) == 1
-    store.finish(rid, status="done", test_acc=50.0)
+    store.finish(rid, status="done")
     with pytest.raises(StoreError, match="already done"):
         store.claim(rid)
 
@@ -96,7 +97,7 @@ def _hammer(root, run_ids, rounds):
     for _ in range(rounds):
         for rid in run_ids:
             store.claim(rid)
-            store.finish(rid, status="failed", error="x" * 200, test_acc=1.0)
+            store.finish(rid, status="failed", error="x" * 200)
             store.requeue("failed")
 
 
@@ -104,7 +105,7 @@ def test_concurrent_threads_and_processes_do_not_corrupt_the_store(tmp_path):
     exp_dict = tiny_spec_dict(seeds="1-8")
     exp = ExperimentSpec.from_dict(exp_dict).expand()
     store = open_store_for(exp, tmp_path / "store")
-    store.add_runs([(r.run_id, r.seed, r.config.to_dict(), list(r.conditions)) for r in exp.runs])
+    store.add_runs([(r.run_id, r.seed, list(r.conditions)) for r in exp.runs])
     ids = [r.run_id for r in exp.runs]
     rounds = 10
     # Every run is hammered by one writer; the writers share the database file.
@@ -132,7 +133,7 @@ def test_concurrent_finishes_of_many_runs(tmp_path):
 
     def finish(rid):
         store.claim(rid)
-        store.finish(rid, status="done", test_acc=float(len(rid)))
+        store.finish(rid, status="done", wall_s=float(len(rid)))
 
     threads = [threading.Thread(target=finish, args=(rid,)) for rid in ids]
     for t in threads:
@@ -149,7 +150,7 @@ def test_concurrent_finishes_of_many_runs(tmp_path):
 def test_load_store_results_and_factors(tmp_path, write_spec):
     d = tiny_spec_dict(factors={"margin_schedule": ["standard", "low"], "margin": ["clamp", "subtract"]}, seeds=[1, 2])
     spec = ExperimentSpec.from_dict(d)
-    report = run_sweep(spec, tmp_path / "store", run_fn=fake_train_run, progress=False, say=lambda s: None)
+    report = run_sweep(spec, tmp_path / "store", train_fn=fake_train_seeds, progress=False, say=lambda s: None)
     assert report.done == 6  # 2 clamp schedules x 2 seeds + 2 shared subtract runs
     assert store_factors(tmp_path / "store") == ["margin_schedule", "margin"]
     results = load_store_results(tmp_path / "store")

@@ -6,7 +6,7 @@ from cffaudit.cli import main
 from cffaudit.experiments.spec import ExperimentSpec
 from cffaudit.experiments.sweep import run_sweep
 from cffaudit.report.runs import load_runs
-from tests.experiments.fakes import fake_train_run
+from tests.experiments.fakes import fake_train_seeds
 
 DOSE = {
     "name": "dose_like",
@@ -23,7 +23,7 @@ def _store(tmp_path, spec_dict):
     path.write_text(json.dumps(spec_dict))  # JSON is YAML
     spec = ExperimentSpec.load(path)
     store = tmp_path / "store"
-    run_sweep(spec, store, run_fn=fake_train_run, progress=False, say=lambda s: None)
+    run_sweep(spec, store, train_fn=fake_train_seeds, progress=False, say=lambda s: None)
     return store
 
 

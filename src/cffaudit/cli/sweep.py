@@ -1,12 +1,17 @@
-"""`cffaudit sweep`: argument parsing and the command, on top of :mod:`.sweep`."""
+"""`cffaudit sweep`: argument parsing, the command and its status table, on top of
+:mod:`.sweep`. Every check of a value (the store's design, option ranges, executor
+defaults) is the library's; this module only names the flag in the message."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from cffaudit.config import DEVICES, RESULT_NAME
+from cffaudit.config import DEVICES
+
+#: Library parameter names that the command line spells differently.
+_FLAG_OF = {"cpus_per_task": "--cpus-per-run"}
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +59,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Run `cffaudit sweep`; returns 0 when every run of the spec is done, 1 otherwise."""
     from cffaudit.cli import CLIError
-    from cffaudit.experiments.executors import ExecutorError
+    from cffaudit.experiments.executors import ExecutorError, OptionError
     from cffaudit.experiments.spec import SpecError
     from cffaudit.experiments.store import StoreError
 
@@ -64,6 +69,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         if not args.spec:
             raise CLIError("give the spec file: cffaudit sweep SPEC.yaml --store DIR")
         return _sweep(args)
+    except OptionError as exc:
+        flag = _FLAG_OF.get(exc.option, "--" + exc.option.replace("_", "-"))
+        raise CLIError(f"{flag} {exc.problem}") from None
     except (SpecError, StoreError, ExecutorError) as exc:
         raise CLIError(str(exc)) from None
 
@@ -91,27 +99,72 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     from cffaudit.experiments.store import RunStore
-    from cffaudit.experiments.sweep import format_status
 
     store = RunStore.open_existing(args.store)
     run_ids = None
     if args.spec:
         expansion = _load(args).expand(_overrides(args))
-        _check_design(store, expansion)
+        store.check_design(expansion.design_hash, expansion.spec.source)
         run_ids = [r.run_id for r in expansion.runs]
     print(format_status(store, run_ids))
     return 0
 
 
-def _check_design(store, expansion) -> None:
-    from cffaudit.experiments.store import StoreError
+def format_status(store, run_ids: Optional[list[str]] = None) -> str:
+    """The table of runs printed by ``cffaudit sweep --status``; accuracies and errors
+    come from the runs' result.json files (the store's queue has neither)."""
+    from cffaudit.experiments.outcomes import MISSING
+    from cffaudit.experiments.spec import merged_levels
+    from cffaudit.experiments.store import STATUSES
+    from cffaudit.experiments.sweep import format_duration
 
-    meta = store.meta()
-    if meta.get("design_hash") != expansion.design_hash:
-        raise StoreError(
-            f"{store.root} was made by spec {meta.get('spec_name')!r} with another design than "
-            f"{expansion.spec.source}; use the spec in {store.root / 'spec.yaml'} or another --store"
+    rows = store.rows(run_ids)
+    factors = store.factors()
+    header = ["run_id", "status", "tries", *factors, "seed", "test_acc", "time", "note"]
+    table = []
+    counts = {s: 0 for s in (*STATUSES, MISSING)}
+    for r in rows:
+        outcome = store.outcome(r)
+        counts[outcome.status] += 1
+        levels = merged_levels(r.conditions)
+        note = ""
+        if outcome.status == "failed":
+            note = (outcome.error or "").splitlines()[0][:80] if outcome.error else ""
+        elif outcome.status == MISSING:
+            note = f"{outcome.error}; the next sweep trains it again"
+        elif r.reused_from:
+            note = f"copied from {r.reused_from}"
+        elif r.status == "running" and r.worker:
+            note = f"on {r.worker} since {r.started}"
+        acc = outcome.test_acc
+        table.append(
+            [
+                r.run_id,
+                outcome.status,
+                str(r.attempts),
+                *[str(levels.get(f, "")) for f in factors],
+                str(r.seed),
+                "" if acc is None else f"{acc:.4f}",
+                "" if r.wall_s is None else format_duration(r.wall_s),
+                note,
+            ]
         )
+    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    meta = store.meta()
+    lines.append("")
+    lines.append(
+        f"{meta.get('spec_name')}: {len(rows)} run(s): "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f"  (store {store.root})")
+    )
+    if counts["failed"]:
+        lines.append("failed runs keep their traceback in runs/<run_id>/result.json; rerun with --retry-failed to try again")
+    if counts[MISSING]:
+        lines.append("missing runs were recorded done but their result.json is gone or unreadable; they are not "
+                     "counted, and the next `cffaudit sweep` trains them again")
+    return "\n".join(lines)
 
 
 def _check_executor_flags(args: argparse.Namespace) -> None:
@@ -127,25 +180,22 @@ def _check_executor_flags(args: argparse.Namespace) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     _check_executor_flags(args)
-    from cffaudit.cli import CLIError
+    from cffaudit.experiments.recovery import reusable_runs
     from cffaudit.experiments.store import RunStore
-    from cffaudit.experiments.sweep import finished_result, run_sweep
+    from cffaudit.experiments.sweep import check_sweep_options, run_sweep
 
     spec = _load(args)
     expansion = spec.expand(_overrides(args))  # every config built: bad specs stop here
     for line in expansion.summary():
         print(line)
-    if args.max_runs is not None and args.max_runs < 0:
-        raise CLIError(f"--max-runs must be >= 0, got {args.max_runs}")
-    if args.seeds_per_job < 1:
-        raise CLIError(f"--seeds-per-job must be >= 1, got {args.seeds_per_job}")
+    check_sweep_options(max_runs=args.max_runs, seeds_per_job=args.seeds_per_job)
 
     if args.dry_run:
         done: dict[str, str] = {}
-        if (Path(args.store) / "store.sqlite").exists():
+        if RunStore.exists_at(args.store):
             store = RunStore.open_existing(args.store)
-            _check_design(store, expansion)
-            done = {r.run_id: r.status for r in store.rows([r.run_id for r in expansion.runs])}
+            store.check_design(expansion.design_hash, expansion.spec.source)
+            done = {r.run_id: store.outcome(r).status for r in store.rows([r.run_id for r in expansion.runs])}
         for cond in expansion.conditions:
             ids = [r.run_id for r in expansion.runs if cond.levels in r.conditions]
             finished = sum(1 for i in ids if done.get(i) == "done")
@@ -153,7 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
         todo = [r.run_id for r in expansion.runs if done.get(r.run_id) != "done"]
         reusable = 0
         for other in [Path(p) for p in list(spec.reuse) + list(args.reuse)]:
-            found = [rid for rid in todo if finished_result(other / "runs" / rid / RESULT_NAME, rid)]
+            found = reusable_runs(todo, other)
             print(f"reuse {other}: {len(found)} finished run(s) with the same ids to copy")
             todo = [rid for rid in todo if rid not in found]
             reusable += len(found)
@@ -198,20 +248,10 @@ def _executor(args: argparse.Namespace, cpu_only: bool = False):
     if args.executor == "ray":
         if args.workers is not None:
             raise CLIError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
-        retries = 3 if args.max_retries is None else args.max_retries
-        cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
-        if retries < 0:
-            raise CLIError(f"--max-retries must be >= 0, got {retries}")
-        if cpus <= 0:
-            raise CLIError(f"--cpus-per-run must be > 0, got {cpus}")
-        gpus = 0 if cpu_only else None
-        return RayExecutor(address=args.address, gpus_per_task=gpus, cpus_per_task=cpus, max_retries=retries)
+        given = {"cpus_per_task": args.cpus_per_run, "max_retries": args.max_retries}
+        return RayExecutor(address=args.address, gpus_per_task=0 if cpu_only else None,
+                           **{k: v for k, v in given.items() if v is not None})  # unset: Ray executor defaults
     gpus = [] if cpu_only else local_gpus()
-    if args.workers is not None and args.workers < 1:
-        raise CLIError(f"--workers must be >= 1, got {args.workers}")
-    if len(gpus) > 1:
-        workers = args.workers or len(gpus)
-        if workers > len(gpus):
-            raise CLIError(f"--workers {workers}: only {len(gpus)} GPUs here, one run per GPU")
-        return LocalExecutor(workers=workers, gpus=gpus[:workers])
-    return LocalExecutor(workers=args.workers or 1)
+    if len(gpus) > 1:  # one worker per GPU unless --workers says fewer
+        return LocalExecutor(workers=args.workers, gpus=gpus if args.workers is None else gpus[: args.workers])
+    return LocalExecutor(workers=args.workers)

@@ -5,8 +5,9 @@ iterable of :class:`Job` and yields a :class:`JobDone` for each as it finishes, 
 any order. A job's own failure is its return value's business (the sweep's job
 function catches training errors and returns them as failed outcomes); ``JobDone.error``
 is for the job not completing at all (a worker process that died, a Ray task that
-ran out of retries). A job may cover several runs (``run_ids``), so a later backend
-can train a group of seeds in one process without changing this interface.
+ran out of retries). A job may cover several runs (``run_ids``: a group of seeds
+trained in one process). Bad option values raise :class:`OptionError`, which names
+the parameter so that the CLI can name its flag.
 
 Backends:
 
@@ -31,6 +32,14 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 class ExecutorError(RuntimeError):
     """An executor that cannot start (missing backend, unreachable cluster)."""
+
+
+class OptionError(ValueError):
+    """A value no sweep or executor can use; `option` names the parameter."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{option}: {problem}")
+        self.option, self.problem = option, problem
 
 
 @dataclass(frozen=True)
@@ -89,9 +98,9 @@ class LocalExecutor(Executor):
         self.gpus = [str(g) for g in gpus] if gpus else []
         self.workers = workers if workers is not None else max(1, len(self.gpus))
         if self.workers < 1:
-            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+            raise OptionError("workers", f"must be >= 1, got {self.workers}")
         if self.gpus and self.workers > len(self.gpus):
-            raise ValueError(f"workers: {self.workers} workers but only {len(self.gpus)} GPUs to pin them to")
+            raise OptionError("workers", f"{self.workers}: only {len(self.gpus)} GPUs to pin workers to, one run per GPU")
 
     def describe(self) -> str:
         if self.workers == 1:
@@ -237,6 +246,14 @@ class RayExecutor(Executor):
     max_retries: int = 3
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = "ray"
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise OptionError("max_retries", f"must be >= 0, got {self.max_retries}")
+        if self.cpus_per_task <= 0:
+            raise OptionError("cpus_per_task", f"must be > 0, got {self.cpus_per_task}")
+        if self.gpus_per_task is not None and self.gpus_per_task < 0:
+            raise OptionError("gpus_per_task", f"must be >= 0, got {self.gpus_per_task}")
 
     def describe(self) -> str:
         return f"ray ({self.address or 'local instance'})"

@@ -2,10 +2,17 @@
 
 Layout::
 
-    DIR/store.sqlite        runs table (status, attempts, timings, config, levels) + meta
+    DIR/store.sqlite        the queue: runs (status, attempts, owner, timings, levels) + meta
     DIR/spec.yaml           the spec the store was made from (latest seed list)
     DIR/runs/<run_id>/      result.json (atomic, outcome-tagged), checkpoint.pt, log.txt
     DIR/.sweep.lock         held (flock) by the one sweep driving this store
+
+SQLite holds queue state only. A run's outcome (config, accuracies, history, error,
+traceback) lives in its result.json and nowhere else (read through :mod:`.outcomes`),
+except for a job that never completed (a killed worker): its runs wrote no result, so
+the store keeps why they failed. A version-1 store, which copied outcomes into SQLite,
+is migrated when opened. A damaged store.sqlite is refused with how to rebuild it:
+moved aside, the next sweep recovers finished runs from their result files.
 
 SQLite runs in WAL mode with a busy timeout and every write in a ``BEGIN IMMEDIATE``
 transaction, so several threads or processes can report at once. Only the sweep
@@ -22,50 +29,35 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
+import logging
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cffaudit.atomic import atomic_write_text
 from cffaudit.config import RESULT_NAME
+from cffaudit.experiments.lock import now_iso, sweep_lock, worker_name
+from cffaudit.experiments.outcomes import MISSING, MISSING_CONSEQUENCE, Outcome, outcome_of
+from cffaudit.experiments.store_schema import (
+    DB_NAME,
+    SCHEMA,
+    SCHEMA_VERSION,
+    StoreError,
+    check_design,
+    check_schema_version,
+    damaged_message,
+    is_damaged,
+    migrate_v1,
+)
 
-SCHEMA_VERSION = 1
-DB_NAME = "store.sqlite"
 STATUSES = ("queued", "running", "done", "failed")
+log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id       TEXT PRIMARY KEY,
-    seed         INTEGER NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    error        TEXT,
-    traceback    TEXT,
-    added        TEXT NOT NULL,
-    started      TEXT,
-    finished     TEXT,
-    wall_s       REAL,
-    worker       TEXT,
-    config       TEXT NOT NULL,
-    conditions   TEXT NOT NULL,
-    test_acc     REAL,
-    best_val_acc REAL,
-    reused_from  TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-"""
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be used as asked; the message says what to do instead."""
+__all__ = [
+    "DB_NAME", "SCHEMA_VERSION", "RunRow", "RunStore", "StoreError",
+    "load_store_results", "now_iso", "store_factors", "sweep_lock", "worker_name",
+]
 
 
 @dataclass(frozen=True)
@@ -76,27 +68,15 @@ class RunRow:
     seed: int
     status: str
     attempts: int
-    error: Optional[str]
+    error: Optional[str]  # only for a job that wrote no result; see outcome()
     traceback: Optional[str]
     added: str
     started: Optional[str]
     finished: Optional[str]
     wall_s: Optional[float]
     worker: Optional[str]
-    config: dict[str, Any]
     conditions: list[dict[str, Any]]
-    test_acc: Optional[float]
-    best_val_acc: Optional[float]
     reused_from: Optional[str]
-
-
-def now_iso() -> str:
-    """UTC timestamp with seconds, as stored."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RunStore:
@@ -123,6 +103,11 @@ class RunStore:
         return store
 
     @classmethod
+    def exists_at(cls, root: str | Path) -> bool:
+        """Whether `root` holds a store's database (it may still be damaged or old)."""
+        return (Path(root) / DB_NAME).exists()
+
+    @classmethod
     def create_or_open(
         cls,
         root: str | Path,
@@ -138,6 +123,7 @@ class RunStore:
         store.root.mkdir(parents=True, exist_ok=True)
         (store.root / "runs").mkdir(exist_ok=True)
         store._init_schema()
+        store._migrate_if_old()
         with store._tx() as conn:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if not meta:
@@ -151,35 +137,66 @@ class RunStore:
                 }
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows.items())
             else:
-                _check_schema_version(store.root, meta)
-                if meta.get("design_hash") != design_hash:
-                    raise StoreError(
-                        f"{store.root} holds runs of spec {meta.get('spec_name')!r} with a different "
-                        f"design (factors {json.loads(meta.get('factors', '[]'))}, base config or levels "
-                        "differ); a store keeps one design so its results stay comparable. Use a new "
-                        "--store directory for this spec (only the seed list may change in a store)"
-                    )
+                check_schema_version(store.root, meta)
+                check_design(store.root, meta, design_hash)
         atomic_write_text(store.root / "spec.yaml", spec_text)
         return store
 
+    def check_design(self, design_hash: str, source: Any = None) -> None:
+        """Refuse a spec (read from `source`) whose design is not this store's."""
+        check_design(self.root, self.meta(), design_hash, source)
+
     def _init_schema(self) -> None:
-        conn = self._connect()
-        try:
-            # WAL lets readers (status, analysis) run while a sweep writes.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-        finally:
-            conn.close()
+        with self._guard():
+            conn = self._connect()
+            try:
+                # WAL lets readers (status, analysis) run while a sweep writes.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+            finally:
+                conn.close()
 
     def _check_schema(self) -> None:
         with self._read() as conn:
             try:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            except sqlite3.DatabaseError as exc:
+            except sqlite3.OperationalError as exc:  # a SQLite file, but not a store's
                 raise StoreError(f"{self.db_path} is not a readable run store: {exc}") from None
-        _check_schema_version(self.root, meta)
+        if meta.get("schema_version") == "1":
+            self._migrate_if_old()
+            return
+        check_schema_version(self.root, meta)
+
+    def _migrate_if_old(self) -> None:
+        """Bring a version-1 store to this version, once, while no sweep drives it."""
+        with self._read() as conn:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or version[0] != "1":
+            return
+        try:
+            with sweep_lock(self.root):
+                with self._tx() as conn:
+                    if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1":
+                        migrate_v1(conn, self.root)
+        except StoreError as exc:
+            raise StoreError(f"{self.root} has store schema version 1 and must be migrated to version "
+                             f"{SCHEMA_VERSION}, which needs the store to itself: {exc}") from None
+        except (sqlite3.OperationalError, OSError) as exc:  # read-only file system, no permission
+            raise StoreError(f"{self.root} has store schema version 1 and could not be migrated to version "
+                             f"{SCHEMA_VERSION} ({exc}); make the store writable and run the command again") from None
+        log.info("migrated %s to store schema version %s", self.root, SCHEMA_VERSION)
 
     # -- connections ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A damaged database file becomes a StoreError that says how to rebuild it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if is_damaged(exc):
+                raise StoreError(damaged_message(self.root, exc)) from None
+            raise
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 60000")
@@ -190,25 +207,27 @@ class RunStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front so two writers
         queue on the busy timeout instead of failing half-way with 'database is locked'."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._guard():
+            conn = self._connect()
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with self._guard():
+            conn = self._connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
 
     # -- meta ---------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -224,19 +243,23 @@ class RunStore:
         return list(self.meta().get("factors", []))
 
     def run_dir(self, run_id: str) -> Path:
+        """The run's own directory: result.json, checkpoint.pt, log.txt."""
         return self.root / "runs" / run_id
 
+    def outcome(self, row: RunRow) -> Outcome:
+        """The run's outcome: its status checked against its result.json (see :mod:`.outcomes`)."""
+        return outcome_of(self.run_dir(row.run_id), row.run_id, row.status, row.error, row.traceback)
+
     # -- writes -------------------------------------------------------------------------
-    def add_runs(self, runs: list[tuple[str, int, dict[str, Any], list[dict[str, Any]]]]) -> int:
-        """Insert (run_id, seed, config, conditions) rows not yet present; returns how many
-        were new. Existing rows keep their status and results; their cells are updated."""
+    def add_runs(self, runs: list[tuple[str, int, list[dict[str, Any]]]]) -> int:
+        """Insert (run_id, seed, conditions) rows not yet present; returns how many were
+        new. Existing rows keep their status; their cells (conditions) are updated."""
         added = 0
         with self._tx() as conn:
-            for rid, seed, config, conditions in runs:
+            for rid, seed, conditions in runs:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO runs (run_id, seed, status, added, config, conditions) "
-                    "VALUES (?, ?, 'queued', ?, ?, ?)",
-                    (rid, seed, now_iso(), json.dumps(config, sort_keys=True), json.dumps(conditions)),
+                    "INSERT OR IGNORE INTO runs (run_id, seed, status, added, conditions) VALUES (?, ?, 'queued', ?, ?)",
+                    (rid, seed, now_iso(), json.dumps(conditions)),
                 )
                 if cur.rowcount:
                     added += 1
@@ -265,7 +288,7 @@ class RunStore:
                 raise StoreError(f"run {run_id} is already done; it must not run twice")
             conn.execute(
                 "UPDATE runs SET status = 'running', attempts = attempts + 1, started = ?, "
-                "finished = NULL, worker = ? WHERE run_id = ?",
+                "finished = NULL, worker = ?, error = NULL, traceback = NULL WHERE run_id = ?",
                 (now_iso(), worker or worker_name(), run_id),
             )
             return int(row["attempts"]) + 1
@@ -277,20 +300,22 @@ class RunStore:
         status: str,
         error: Optional[str] = None,
         traceback: Optional[str] = None,
-        test_acc: Optional[float] = None,
-        best_val_acc: Optional[float] = None,
         wall_s: Optional[float] = None,
         worker: Optional[str] = None,
         reused_from: Optional[str] = None,
     ) -> None:
-        """Record the outcome of an attempt (status 'done' or 'failed')."""
+        """Record that an attempt ended (status 'done' or 'failed').
+
+        The outcome itself is the run's result.json; give `error` (and `traceback`)
+        only for a run whose job ended without writing one.
+        """
         if status not in ("done", "failed"):
             raise ValueError(f"status: a finished run is 'done' or 'failed', got {status!r}")
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE runs SET status = ?, error = ?, traceback = ?, test_acc = ?, best_val_acc = ?, "
+                "UPDATE runs SET status = ?, error = ?, traceback = ?, "
                 "finished = ?, wall_s = ?, worker = COALESCE(?, worker), reused_from = ? WHERE run_id = ?",
-                (status, error, traceback, test_acc, best_val_acc, now_iso(), wall_s, worker, reused_from, run_id),
+                (status, error, traceback, now_iso(), wall_s, worker, reused_from, run_id),
             )
             if cur.rowcount != 1:
                 raise StoreError(f"run {run_id} is not in {self.root}")
@@ -307,53 +332,22 @@ class RunStore:
         return out
 
     def row(self, run_id: str) -> Optional[RunRow]:
+        """The run's row, or None if the store does not have it."""
         with self._read() as conn:
             r = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return _decode(r) if r else None
 
     def counts(self, run_ids: Optional[list[str]] = None) -> dict[str, int]:
+        """How many runs (all, or those among `run_ids`) the store has in each status."""
         counts = {s: 0 for s in STATUSES}
         for r in self.rows(run_ids):
             counts[r.status] += 1
         return counts
 
     def integrity_ok(self) -> bool:
+        """SQLite's own integrity check of the database file."""
         with self._read() as conn:
             return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-# -- the single-driver lock ----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sweep_lock(root: str | Path) -> Iterator[None]:
-    """Hold the store's driver lock; a second sweep on the same store is refused.
-
-    The lock is an flock, so the kernel drops it when the holder dies: a run still
-    marked 'running' after a sweep starts is certainly left over from a killed one.
-    """
-    import fcntl
-
-    path = Path(root) / ".sweep.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise StoreError(
-                f"another sweep ({holder}) is running on {root}; wait for it to finish or stop it "
-                "(use --status to watch it)"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{worker_name()} since {now_iso()}\n")
-        f.flush()
-        yield
-    finally:
-        f.close()  # closing the descriptor releases the flock
 
 
 # -- what analysis reads ----------------------------------------------------------------
@@ -366,7 +360,12 @@ def load_store_results(store_dir: str | Path, status: Optional[str] = "done") ->
     env, ...) plus ``run_id``, ``seed``, ``status``, ``attempts``, ``factors`` (factor
     name -> level for the spec's factors; a run that stands for several cells has the
     differing levels joined by '|', e.g. ``"standard|low"``), ``conditions`` (the list
-    of cells it stands for), ``reused_from`` and ``result_path``.
+    of cells it stands for), ``reused_from`` and ``result_path``; failed and missing
+    runs have ``error``.
+
+    A run the store records as done but whose result.json is missing, cut short or of
+    another run has status ``"missing"`` (never "done": its numbers are not counted),
+    and a warning naming it is logged; the next ``cffaudit sweep`` trains it again.
 
     Args:
         store_dir: the directory given to ``cffaudit sweep --store``.
@@ -377,29 +376,28 @@ def load_store_results(store_dir: str | Path, status: Optional[str] = "done") ->
     store = RunStore.open_existing(store_dir)
     out = []
     for row in store.rows():
-        if status is not None and row.status != status:
+        outcome = store.outcome(row)
+        if outcome.status == MISSING:
+            log.warning("warning: run %s is recorded done in %s, but %s: %s", row.run_id, store.root,
+                        outcome.error, MISSING_CONSEQUENCE)
+        if status is not None and outcome.status != status:
             continue
         path = store.run_dir(row.run_id) / RESULT_NAME
-        record: dict[str, Any] = {}
-        if path.exists():
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                record = {}
-        if not record:
-            record = {"config": row.config, "test_acc": row.test_acc, "best_val_acc": row.best_val_acc}
+        record: dict[str, Any] = dict(outcome.result or {})
         record.update(
             run_id=row.run_id,
             seed=row.seed,
-            status=row.status,
+            status=outcome.status,
             attempts=row.attempts,
             factors=merged_levels(row.conditions),
             conditions=row.conditions,
             reused_from=row.reused_from,
             result_path=str(path),
         )
-        if row.status == "failed":
-            record.setdefault("error", row.error)
+        if outcome.status == MISSING:
+            record.update(error=f"{outcome.error}: {MISSING_CONSEQUENCE}")
+        elif outcome.error is not None:
+            record.update(error=outcome.error, traceback=outcome.traceback)
         out.append(record)
     return out
 
@@ -412,17 +410,7 @@ def store_factors(store_dir: str | Path) -> list[str]:
 # -- helpers ------------------------------------------------------------------------
 
 
-def _check_schema_version(root: Path, meta: dict[str, str]) -> None:
-    version = meta.get("schema_version")
-    if version != str(SCHEMA_VERSION):
-        raise StoreError(
-            f"{root} was written by store schema version {version}, this cffaudit reads version "
-            f"{SCHEMA_VERSION}; open it with the cffaudit version that made it, or sweep into a new --store"
-        )
-
-
 def _decode(r: sqlite3.Row) -> RunRow:
     d = dict(r)
-    d["config"] = json.loads(d["config"])
     d["conditions"] = json.loads(d["conditions"])
     return RunRow(**d)

@@ -198,12 +198,13 @@ def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
     store = Path(store)
     if not store.is_dir():
         raise RunLoadError(f"--store {store}: not a directory")
-    if not (store / "store.sqlite").exists():
+    from cffaudit.experiments.store import RunStore, load_store_results
+
+    if not RunStore.exists_at(store):
         for f in _store_files(store):
             yield _read_json(f), str(f)
         return
     from cffaudit.experiments.spec import ExperimentSpec
-    from cffaudit.experiments.store import load_store_results
 
     try:
         spec = ExperimentSpec.load(store / "spec.yaml")
@@ -223,9 +224,10 @@ def store_other_factor(store: PathLike, compare: str) -> Optional[str]:
     """The factor of a run store's spec other than `compare`, when the spec has exactly
     one other; None for a folder without a sweep database or an unreadable store (the
     loading of its runs reports what is wrong with it)."""
-    if not (Path(store) / "store.sqlite").exists():
+    from cffaudit.experiments.store import RunStore, StoreError, store_factors
+
+    if not RunStore.exists_at(store):
         return None
-    from cffaudit.experiments.store import StoreError, store_factors
 
     try:
         factors = store_factors(store)
@@ -301,7 +303,9 @@ def _iter_inputs_raw(paths: Iterable[PathLike], store: Optional[PathLike]) -> It
         if not found:
             raise RunLoadError(f"{path}: no result.json found under this directory")
     if store is not None:
-        if (Path(store) / "store.sqlite").exists():
+        from cffaudit.experiments.store import RunStore
+
+        if RunStore.exists_at(store):
             yield Path(store), "store"
         elif not Path(store).is_dir():
             raise RunLoadError(f"--store {store}: not a directory")
