@@ -69,7 +69,12 @@ class VarianceRatioResult(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapResult(_Result):
-    """Percentile-bootstrap confidence interval of a statistic."""
+    """Bootstrap confidence interval of a statistic.
+
+    `seed` is the seed the resamples were drawn with (derived per comparison by
+    `stats.bootstrap.comparison_seed`), `standard_error` is that of `standard_error_of`,
+    and `warnings` says when the interval should not be trusted (small groups).
+    """
 
     statistic: float
     confidence_interval: ConfidenceInterval
@@ -78,6 +83,9 @@ class BootstrapResult(_Result):
     standard_error: float
     n_infinite: int  # resamples whose denominator variance was zero (ratio = inf)
     seed: Optional[int]
+    method: str = "percentile"
+    standard_error_of: str = "variance ratio"
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
