@@ -36,9 +36,10 @@ import scipy
 from scipy import stats as st
 
 from cffaudit.stats.bootstrap import comparison_seed
-from cffaudit.stats.equal_variance import bonett_log_ratio, bonett_pvalue
+from cffaudit.stats.equal_variance import bonett_log_ratio
+from cffaudit.stats.simulate import DISTRIBUTIONS, batch_pvalues, draw
+from cffaudit.stats.simulate import log_variance_ratio as _log_ratio
 
-DISTRIBUTIONS = ("normal", "t3", "lognormal", "bimodal")
 DESIGNS = ((5, 5), (7, 7), (10, 10), (20, 20), (50, 50), (5, 20))
 RATIOS = (1.0, 2.0, 4.0)
 TESTS = ("F", "levene", "brown-forsythe", "fligner-killeen", "bonett", "permutation")
@@ -47,44 +48,9 @@ ALPHA = 0.05
 SIZE_BAND = (0.025, 0.075)
 
 
-def draw(dist: str, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """Unit-variance draws of one shape (so a scale of sqrt(r) gives variance ratio r)."""
-    if dist == "normal":
-        return rng.standard_normal(shape)
-    if dist == "t3":
-        return rng.standard_t(3, shape) / math.sqrt(3.0)  # var(t3) = 3
-    if dist == "lognormal":
-        e = math.e
-        return (rng.lognormal(0.0, 1.0, shape) - math.sqrt(e)) / math.sqrt((e - 1.0) * e)
-    if dist == "bimodal":
-        # Equal mixture of N(-2, 1) and N(2, 1): two clear modes, variance 1 + 4 = 5.
-        sign = np.where(rng.random(shape) < 0.5, -2.0, 2.0)
-        return (sign + rng.standard_normal(shape)) / math.sqrt(5.0)
-    raise ValueError(f"dist: unknown distribution {dist!r}")
-
-
-def _log_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(np.var(x, axis=axis, ddof=1)) - np.log(np.var(y, axis=axis, ddof=1))
-
-
 def test_pvalues(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, np.ndarray]:
     """Two-sided p-values of every test for each replicate (row) of x and y."""
-    n1, n2 = x.shape[1], y.shape[1]
-    ratio = np.var(x, axis=1, ddof=1) / np.var(y, axis=1, ddof=1)
-    p_f = np.minimum(1.0, 2.0 * np.minimum(st.f.cdf(ratio, n1 - 1, n2 - 1), st.f.sf(ratio, n1 - 1, n2 - 1)))
-    lr, se, _, _ = bonett_log_ratio(x, y)
-    xc, yc = x - np.median(x, axis=1, keepdims=True), y - np.median(y, axis=1, keepdims=True)
-    perm = st.permutation_test((xc, yc), _log_ratio, vectorized=True, n_resamples=resamples, axis=-1,
-                               rng=rng, batch=max(1, 2_000_000 // (x.shape[0] * (n1 + n2))))
-    return {
-        "F": p_f,
-        "levene": st.levene(x, y, center="mean", axis=1).pvalue,
-        "brown-forsythe": st.levene(x, y, center="median", axis=1).pvalue,
-        "fligner-killeen": st.fligner(x, y, axis=1).pvalue,
-        "bonett": bonett_pvalue(lr, se, n1, n2),
-        "permutation": perm.pvalue,
-    }
+    return {name: batch_pvalues(name, x, y, rng=rng, resamples=resamples) for name in TESTS}
 
 
 def interval_coverage(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, resamples: int) -> dict[str, float]:
