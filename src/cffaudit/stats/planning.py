@@ -154,11 +154,15 @@ def seeds_for_power(
         na, nb = sizes(n)
         return power_at_ratio(ratio, na, nb, test=test, alpha=a, replicates=replicates, seed=seed).power >= target
 
-    if not reaches(max_n):
-        raise ValueError(f"max_n: {test} needs more than {max_n} seeds per group for power {target} at ratio {ratio}")
-    lo, hi = floor, max_n
-    if reaches(lo):
-        return sizes(lo)
+    # Double n until the power is reached, then bisect inside the last doubling: the
+    # simulated tests cost in proportion to n, so never evaluate far beyond the answer.
+    lo, hi = floor, floor
+    while not reaches(hi):
+        if hi >= max_n:
+            raise ValueError(f"max_n: {test} needs more than {max_n} seeds per group for power {target} at ratio {ratio}")
+        lo, hi = hi, min(max_n, 2 * hi)
+    if hi == floor:
+        return sizes(floor)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if reaches(mid):
