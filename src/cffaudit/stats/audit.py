@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
+from cffaudit.stats.bootstrap import comparison_seed
+from cffaudit.stats.checks import GroupCount
 from cffaudit.stats.describe import describe
 from cffaudit.stats.means import welch_test
 from cffaudit.stats.normality import shapiro_wilk
@@ -87,6 +89,7 @@ class AuditResult(_Result):
     seed_budget: tuple[SeedBudget, ...]
     bootstrap_seed: int
     notes: tuple[str, ...]
+    skipped_cells: tuple[GroupCount, ...] = ()  # cells with too few runs, kept with their n and why
 
 
 def _attempt(notes: list[str], what: str, fn: Callable[[], T]) -> Optional[T]:
@@ -148,7 +151,8 @@ def variance_audit(
         alpha: Significance level used by the power calculation.
         target_power: Power for which `seeds_for_power` is computed.
         target_se: Standard error (response units) for the seed budget.
-        seed: Seed of the bootstrap generator (one generator per audit, drawn in order).
+        seed: Analysis seed; each comparison's bootstrap draws from its own generator,
+            seeded by `bootstrap.comparison_seed(seed, label)` and recorded in its result.
 
     Raises:
         ValueError: If a column is missing, `levels` is not two distinct levels, a level
@@ -172,7 +176,6 @@ def variance_audit(
             raise ValueError(f"factor: {factor!r} is missing for some runs (not applicable to them?)")
         data[factor] = data[factor].astype(str)
     notes: list[str] = []
-    rng = np.random.default_rng(seed)
 
     def values(mask: pd.Series) -> np.ndarray:
         return data.loc[mask, response].to_numpy(dtype=np.float64)
@@ -181,6 +184,7 @@ def variance_audit(
     cell_keys: list[tuple[str, ...]] = []
     cells: list[GroupSummary] = []
     cell_values: list[np.ndarray] = []
+    skipped_cells: list[GroupCount] = []
     factor_levels = sorted(data[factor].unique()) if factor is not None else []
     for lv in levels:
         for fl in factor_levels or [None]:
@@ -192,6 +196,9 @@ def variance_audit(
             if x.size == 0:
                 notes.append(f"cell {_label(*key)}: no runs")
                 continue
+            if x.size < 2:
+                why = f"{x.size} run(s); a variance needs at least 2"
+                skipped_cells.append(GroupCount(label=_label(*key), n=int(x.size), skipped=True, reason=why))
             summary = _attempt(notes, f"cell {_label(*key)}", lambda: describe(x, _label(*key)))
             if summary is not None:
                 cell_keys.append(key)
@@ -217,9 +224,12 @@ def variance_audit(
         if sa is None or sb is None:
             continue
         vr = _attempt(notes, f"{tag}: variance ratio", lambda: variance_ratio_test(xa, xb, confidence_level=confidence_level))
+        # One generator per comparison, from the seed and the comparison's label, so an
+        # interval never depends on which other comparisons ran; its seed is recorded.
         boot = _attempt(
             notes, f"{tag}: bootstrap",
-            lambda: bootstrap_variance_ratio(xa, xb, n_resamples=n_resamples, confidence_level=confidence_level, rng=rng),
+            lambda: bootstrap_variance_ratio(xa, xb, n_resamples=n_resamples, confidence_level=confidence_level,
+                                             rng=comparison_seed(seed, tag)),
         )
         power = None
         n_needed = None
@@ -282,4 +292,5 @@ def variance_audit(
         seed_budget=tuple(budget),
         bootstrap_seed=int(seed),
         notes=tuple(notes),
+        skipped_cells=tuple(skipped_cells),
     )
