@@ -105,3 +105,18 @@ def test_audit_keeps_a_cell_with_one_run_with_its_n_and_reason():
     (cell,) = res.skipped_cells
     assert cell.label == "subtract/direct" and cell.n == 1 and "needs at least 2" in cell.reason
     assert "np." not in " ".join(res.notes)
+
+
+def test_comparison_reports_follow_the_audit_labels_and_pair_by_seed():
+    from cffaudit.stats import comparison_reports, compare
+
+    frame = _frame()
+    reports = comparison_reports(frame, factor="stability", n_resamples=300)
+    audit = variance_audit(frame, factor="stability", n_resamples=300)
+    assert [r.label for r in reports] == [c.label for c in audit.comparisons]
+    assert all(r.paired is not None and r.paired.n_pairs == 7 for r in reports)
+    ref = compare(ps.CLAMP_DETACH, ps.SUBTRACT_DETACH, label=reports[0].label, seeds_a=list(range(1, 8)),
+                  seeds_b=list(range(1, 8)), n_resamples=300)
+    assert reports[0].primary == ref.primary and reports[0].paired.pvalue == pytest.approx(ref.paired.pvalue)
+    unpaired = comparison_reports(frame.drop(columns="seed"), factor="stability", pool=True, n_resamples=300)
+    assert len(unpaired) == 1 and unpaired[0].paired is None
