@@ -94,3 +94,14 @@ def test_missing_columns_and_empty_conditions_are_refused():
 def test_plain_turns_numpy_scalars_into_python_numbers():
     assert repr(plain(np.float64(78.3))) == "78.3" and repr(plain(np.int64(5))) == "5"
     assert plain("clamp") == "clamp"
+
+
+def test_argument_errors_print_plain_numbers():
+    from cffaudit.stats import power_at_ratio, seeds_for_power, variance_ratio_test
+
+    for call in (lambda: variance_ratio_test([1.0, 2.0], [1.0, 3.0], confidence_level=np.float64(1.5)),
+                 lambda: seeds_for_power(np.float64(-2.0)),
+                 lambda: power_at_ratio(np.float64(-2.0), 5)):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert "np.float64" not in str(err.value) and ("1.5" in str(err.value) or "-2.0" in str(err.value))

@@ -52,7 +52,7 @@ def check_probability(value: float, name: str, *, open_interval: bool = True) ->
     v = float(value)
     ok = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
     if not ok or np.isnan(v):
-        raise ValueError(f"{name}: must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {value!r}")
+        raise ValueError(f"{name}: must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {plain(value)!r}")
     return v
 
 

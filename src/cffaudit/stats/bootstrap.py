@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from cffaudit.stats._validate import as_sample, check_probability
+from cffaudit.stats._validate import as_sample, check_probability, plain
 from cffaudit.stats.results import BootstrapResult, ConfidenceInterval
 
 #: Interval methods: BCa (scipy), percentile (invariant to the log transform, so the same
@@ -48,7 +48,7 @@ def comparison_seed(seed: int, label: str) -> int:
     comparison does not depend on any other comparison.
     """
     if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
+        raise ValueError(f"seed: must be an integer >= 0, got {plain(seed)!r}")
     digest = hashlib.sha256(str(label).encode("utf-8")).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]
     state = np.random.SeedSequence([int(seed), *words]).generate_state(2, dtype=np.uint32)
@@ -96,7 +96,7 @@ def bootstrap_ratio_interval(
     x, y = as_sample(a, "a"), as_sample(b, "b")
     cl = check_probability(confidence_level, "confidence_level")
     if int(n_resamples) != n_resamples or n_resamples < 2:
-        raise ValueError(f"n_resamples: must be an integer >= 2, got {n_resamples!r}")
+        raise ValueError(f"n_resamples: must be an integer >= 2, got {plain(n_resamples)!r}")
     derived = comparison_seed(seed, label)
     rng = np.random.default_rng(derived)
     scipy_method = "BCa" if method == "bca" else "percentile"

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from scipy import stats as _st
 
-from cffaudit.stats._validate import check_probability
+from cffaudit.stats._validate import check_probability, plain
 from cffaudit.stats.bootstrap import comparison_seed
 from cffaudit.stats.equal_variance import DEFAULT_PRIMARY, TEST_NAMES
 from cffaudit.stats.power import variance_ratio_power
@@ -50,9 +50,9 @@ class PlannedPower(_Result):
 
 def _check(ratio: float, n: int, name: str) -> None:
     if not math.isfinite(ratio) or ratio <= 0:
-        raise ValueError(f"ratio: must be a finite variance ratio > 0, got {ratio!r}")
+        raise ValueError(f"ratio: must be a finite variance ratio > 0, got {plain(ratio)!r}")
     if int(n) != n or n < 2:
-        raise ValueError(f"{name}: must be an integer >= 2, got {n!r}")
+        raise ValueError(f"{name}: must be an integer >= 2, got {plain(n)!r}")
 
 
 def power_at_ratio(
@@ -137,13 +137,13 @@ def seeds_for_power(
             `allocation` is not positive, or `max_n` seeds do not reach the power.
     """
     if not math.isfinite(ratio) or ratio <= 0 or ratio == 1.0:
-        raise ValueError(f"ratio: must be a variance ratio > 0 other than 1, got {ratio!r}")
+        raise ValueError(f"ratio: must be a variance ratio > 0 other than 1, got {plain(ratio)!r}")
     target = check_probability(power, "power")
     a = check_probability(alpha, "alpha")
     if target <= a:
         raise ValueError(f"power: must exceed alpha ({a}), got {target}")
     if not math.isfinite(allocation) or allocation <= 0:
-        raise ValueError(f"allocation: must be a ratio n_b / n_a > 0, got {allocation!r}")
+        raise ValueError(f"allocation: must be a ratio n_b / n_a > 0, got {plain(allocation)!r}")
     # Below 5 per group only F's power is trusted (the simulation study starts at n = 5).
     floor = 2 if test == "F" else 5
 
@@ -196,9 +196,9 @@ def seeds_for_log_ratio_width(
         ValueError: If `width` is not positive or `max_n` seeds are not enough.
     """
     if not math.isfinite(width) or width <= 0:
-        raise ValueError(f"width: must be a positive width on the log scale, got {width!r}")
+        raise ValueError(f"width: must be a positive width on the log scale, got {plain(width)!r}")
     if not math.isfinite(allocation) or allocation <= 0:
-        raise ValueError(f"allocation: must be a ratio n_b / n_a > 0, got {allocation!r}")
+        raise ValueError(f"allocation: must be a ratio n_b / n_a > 0, got {plain(allocation)!r}")
 
     def sizes(n: int) -> tuple[int, int]:
         return n, max(2, math.ceil(round(allocation * n, 9)))
