@@ -60,7 +60,7 @@ def test_verdict_says_test_finding_adjustment_assumptions_and_seeds():
     t = texts[0]
     assert t.startswith("clamp vs subtract | stability=detach: primary test bonett")
     assert "Holm-adjusted over the primary tests of this test" in t
-    assert "Variance ratio clamp/subtract" in t and "Bonett" in t
+    assert "Variance of clamp over subtract: " in t and "Bonett" in t
     assert "Assumptions:" in t and "Planning: at n = 7/7" in t and "seeds per group" in t
     assert "Pitman-Morgan" in t and "np." not in t
     alone = verdict(reports[0])

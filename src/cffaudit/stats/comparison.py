@@ -249,8 +249,9 @@ def verdict(report: ComparisonReport, holm_adjusted: Optional[AdjustedPValues] =
     if r.effects is not None:
         vr = r.effects.variance_ratio
         ci = vr.confidence_interval
-        text = f"Variance ratio {r.a.label}/{r.b.label} {_num(vr.estimate)} ({int(round(vr.confidence_level * 100))}% CI " \
-               f"{_num(ci.low)} to {_num(ci.high)}, F"
+        # Group labels hold '/' themselves (clamp/detach), so the ratio is spelled out.
+        text = (f"Variance of {r.a.label} over {r.b.label}: {_num(vr.estimate)} "
+                f"({int(round(vr.confidence_level * 100))}% CI {_num(ci.low)} to {_num(ci.high)}, F")
         if r.effects.variance_ratio_robust is not None:
             rc = r.effects.variance_ratio_robust.confidence_interval
             text += f"; Bonett {_num(rc.low)} to {_num(rc.high)}"
