@@ -17,7 +17,7 @@ p-value or interval is still a valid one, only the Monte Carlo noise is correlat
 Coverage is computed at ratio 1 only: every interval here is scale-equivariant (scaling
 group A by k scales its bounds by k^2), so its coverage does not depend on the ratio.
 
-Usage (runs outside CI; about 15 minutes on one core with the defaults):
+Usage (runs outside CI; about 7 minutes on one core with the defaults):
     python benchmarks/variance_test_size_power.py --out benchmarks/results/variance_test_size_power.md
 """
 

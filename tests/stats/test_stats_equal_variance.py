@@ -78,12 +78,12 @@ def test_bonett_interval_equals_the_independent_transcription(a, b):
     assert res.statistic == pytest.approx(np.var(a, ddof=1) / np.var(b, ddof=1))
 
 
-def test_bonett_pvalue_inverts_the_interval():
-    a, b = np.array(ps.CLAMP_POOLED), np.array(ps.SUBTRACT_DETACH)  # unequal n: c != 1
+def test_bonett_pvalue_with_equal_n_inverts_the_interval():
+    a, b = np.array(Y1, float), np.array(Y2, float)
     p = bonett_test(a, b).pvalue
     lr, se, lo, hi = bonett_log_ratio(a, b, confidence_level=1 - p)
     assert min(abs(lo), abs(hi)) == pytest.approx(0.0, abs=1e-9)  # the bound touches ratio 1
-    lr, se, _, _ = bonett_log_ratio(np.array(Y1, float), np.array(Y2, float))
+    lr, se, _, _ = bonett_log_ratio(a, b)
     assert bonett_pvalue(lr, se, 10, 10) == pytest.approx(2 * stats.norm.sf(abs(lr) / se))
 
 
@@ -164,3 +164,12 @@ def test_pairing_by_seed_counts_the_runs_left_without_a_partner():
     assert paired_variance_test({1: 1.0, 2: 2.0}, {1: 1.0, 2: 3.0}) is None  # under 3 pairs: not paired
     with pytest.raises(ValueError, match="^a, b: paired samples need equal lengths"):
         pitman_morgan_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 5.0])
+
+
+def test_bonett_pvalue_agrees_with_the_95_interval_at_unequal_n():
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_t(4, size=(5000, 5)) * 1.6, rng.standard_t(4, size=(5000, 20))
+    lr, se, lo, hi = bonett_log_ratio(x, y)
+    p = bonett_pvalue(lr, se, 5, 20)
+    excludes = (lo > 0) | (hi < 0)
+    assert np.array_equal(p < 0.05, excludes) and 0.05 < excludes.mean() < 0.95
