@@ -37,8 +37,8 @@ from scipy import stats as st
 
 from cffaudit.stats.bootstrap import comparison_seed
 from cffaudit.stats.equal_variance import bonett_log_ratio
+from cffaudit.stats.equal_variance import log_variance_ratio as _log_ratio
 from cffaudit.stats.simulate import DISTRIBUTIONS, batch_pvalues, draw
-from cffaudit.stats.simulate import log_variance_ratio as _log_ratio
 
 DESIGNS = ((5, 5), (7, 7), (10, 10), (20, 20), (50, 50), (5, 20))
 RATIOS = (1.0, 2.0, 4.0)

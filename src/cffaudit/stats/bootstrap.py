@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats as _st
 
 from cffaudit.stats._validate import as_sample, check_probability, plain
+from cffaudit.stats.equal_variance import log_variance_ratio
 from cffaudit.stats.results import BootstrapResult, ConfidenceInterval
 
 #: Interval methods: BCa (scipy), percentile (invariant to the log transform, so the same
@@ -53,11 +54,6 @@ def comparison_seed(seed: int, label: str) -> int:
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]
     state = np.random.SeedSequence([int(seed), *words]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
-
-
-def _log_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(np.var(x, axis=axis, ddof=1)) - np.log(np.var(y, axis=axis, ddof=1))
 
 
 def bootstrap_ratio_interval(
@@ -101,11 +97,11 @@ def bootstrap_ratio_interval(
     rng = np.random.default_rng(derived)
     scipy_method = "BCa" if method == "bca" else "percentile"
     with np.errstate(divide="ignore", invalid="ignore"):
-        res = _st.bootstrap((x, y), _log_ratio, vectorized=True, n_resamples=int(n_resamples),
+        res = _st.bootstrap((x, y), log_variance_ratio, vectorized=True, n_resamples=int(n_resamples),
                             confidence_level=cl, method=scipy_method, rng=rng)
     dist = np.asarray(res.bootstrap_distribution)
     finite = dist[np.isfinite(dist)]
-    theta = float(_log_ratio(x, y))
+    theta = float(log_variance_ratio(x, y))
     if method == "basic-log":
         q = (1.0 - cl) / 2.0
         lo_q, hi_q = np.quantile(dist, [q, 1.0 - q])

@@ -104,8 +104,10 @@ def bonett_pvalue(log_ratio: np.ndarray, se: np.ndarray, n1: int, n2: int,
     return np.minimum(1.0, 2.0 * _st.norm.sf(stat))
 
 
-def _median_centred_log_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.log(np.var(x, axis=axis, ddof=1)) - np.log(np.var(y, axis=axis, ddof=1))
+def log_variance_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log(var x / var y) along `axis` (ddof 1); +-inf where a variance is zero."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.var(x, axis=axis, ddof=1)) - np.log(np.var(y, axis=axis, ddof=1))
 
 
 def _test(name: str, statistic: float, pvalue: float, **extra: Any) -> VarianceTest:
@@ -160,9 +162,7 @@ def permutation_variance_test(
     xc, yc = x - np.median(x), y - np.median(y)
     if np.all(xc == 0) or np.all(yc == 0):
         raise ValueError("a, b: a group is constant; its log variance is -inf")
-    with np.errstate(divide="ignore"):
-        res = _st.permutation_test((xc, yc), _median_centred_log_ratio, vectorized=True,
-                                   n_resamples=int(n_resamples), rng=gen)
+    res = _st.permutation_test((xc, yc), log_variance_ratio, vectorized=True, n_resamples=int(n_resamples), rng=gen)
     return _test("permutation", res.statistic, res.pvalue, n_resamples=int(n_resamples))
 
 

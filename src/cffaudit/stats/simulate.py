@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import stats as _st
 
-from cffaudit.stats.equal_variance import TEST_NAMES, bonett_log_ratio, bonett_pvalue
+from cffaudit.stats.equal_variance import TEST_NAMES, bonett_log_ratio, bonett_pvalue, log_variance_ratio
 
 #: Shapes of the simulation study, each scaled to unit variance.
 DISTRIBUTIONS = ("normal", "t3", "lognormal", "bimodal")
@@ -36,12 +36,6 @@ def draw(dist: str, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
         sign = np.where(rng.random(shape) < 0.5, -2.0, 2.0)
         return (sign + rng.standard_normal(shape)) / math.sqrt(5.0)
     raise ValueError(f"dist: unknown distribution {dist!r}; choose one of {list(DISTRIBUTIONS)}")
-
-
-def log_variance_ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """log(var x / var y) along `axis` (ddof 1); +-inf where a variance is zero."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(np.var(x, axis=axis, ddof=1)) - np.log(np.var(y, axis=axis, ddof=1))
 
 
 def batch_pvalues(name: str, x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
