@@ -84,3 +84,39 @@ def test_audit_rejects_nan_response_and_missing_factor_values():
     frame.loc[frame.stability == "direct", "stability"] = None
     with pytest.raises(ValueError, match="^factor:"):
         variance_audit(frame, factor="stability")
+
+
+def test_audit_bootstrap_of_a_comparison_does_not_depend_on_the_others():
+    from cffaudit.stats.bootstrap import comparison_seed
+
+    frame = _frame()
+    both = variance_audit(frame, factor="stability", n_resamples=300, seed=4)
+    alone = variance_audit(frame[frame.stability == "direct"], factor="stability", n_resamples=300, seed=4)
+    direct = both.comparisons[1]
+    assert alone.comparisons[0].label == direct.label
+    assert alone.comparisons[0].bootstrap == direct.bootstrap
+    assert direct.bootstrap.seed == comparison_seed(4, direct.label)  # recorded, never null
+
+
+def test_audit_keeps_a_cell_with_one_run_with_its_n_and_reason():
+    frame = _frame()
+    frame = frame[~((frame.margin == "subtract") & (frame.stability == "direct") & (frame.seed > 1))]
+    res = variance_audit(frame, factor="stability", n_resamples=100)
+    (cell,) = res.skipped_cells
+    assert cell.label == "subtract/direct" and cell.n == 1 and "needs at least 2" in cell.reason
+    assert "np." not in " ".join(res.notes)
+
+
+def test_comparison_reports_follow_the_audit_labels_and_pair_by_seed():
+    from cffaudit.stats import comparison_reports, compare
+
+    frame = _frame()
+    reports = comparison_reports(frame, factor="stability", n_resamples=300)
+    audit = variance_audit(frame, factor="stability", n_resamples=300)
+    assert [r.label for r in reports] == [c.label for c in audit.comparisons]
+    assert all(r.paired is not None and r.paired.n_pairs == 7 for r in reports)
+    ref = compare(ps.CLAMP_DETACH, ps.SUBTRACT_DETACH, label=reports[0].label, seeds_a=list(range(1, 8)),
+                  seeds_b=list(range(1, 8)), n_resamples=300)
+    assert reports[0].primary == ref.primary and reports[0].paired.pvalue == pytest.approx(ref.paired.pvalue)
+    unpaired = comparison_reports(frame.drop(columns="seed"), factor="stability", pool=True, n_resamples=300)
+    assert len(unpaired) == 1 and unpaired[0].paired is None

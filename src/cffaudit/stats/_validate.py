@@ -7,6 +7,17 @@ from typing import Any
 import numpy as np
 
 
+def plain(value: Any) -> Any:
+    """A number as plain Python (`78.3`, not `np.float64(78.3)`), for messages and notes.
+
+    numpy 2 scalars repr as `np.float64(78.3)`; every message of the statistics goes
+    through here so the user reads the number, not the type.
+    """
+    if hasattr(value, "item") and callable(value.item) and np.ndim(value) == 0:
+        return value.item()
+    return value
+
+
 def as_sample(values: Any, name: str, *, min_n: int = 2, allow_constant: bool = False) -> np.ndarray:
     """Return `values` as a 1-D float64 array after checking it can carry a statistic.
 
@@ -32,7 +43,7 @@ def as_sample(values: Any, name: str, *, min_n: int = 2, allow_constant: bool = 
         bad = int(np.sum(~np.isfinite(x)))
         raise ValueError(f"{name}: contains {bad} NaN or infinite value(s)")
     if not allow_constant and np.all(x == x[0]):
-        raise ValueError(f"{name}: all {x.size} values are equal ({x[0]!r}); its variance is zero")
+        raise ValueError(f"{name}: all {x.size} values are equal ({plain(x[0])!r}); its variance is zero")
     return x
 
 
@@ -41,7 +52,7 @@ def check_probability(value: float, name: str, *, open_interval: bool = True) ->
     v = float(value)
     ok = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
     if not ok or np.isnan(v):
-        raise ValueError(f"{name}: must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {value!r}")
+        raise ValueError(f"{name}: must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {plain(value)!r}")
     return v
 
 

@@ -16,6 +16,10 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 import numpy as np
 import pandas as pd
 
+from cffaudit.stats.bootstrap import comparison_seed
+from cffaudit.stats.checks import GroupCount
+from cffaudit.stats.comparison import ComparisonReport
+from cffaudit.stats.comparison import compare as compare_groups
 from cffaudit.stats.describe import describe
 from cffaudit.stats.means import welch_test
 from cffaudit.stats.normality import shapiro_wilk
@@ -87,6 +91,7 @@ class AuditResult(_Result):
     seed_budget: tuple[SeedBudget, ...]
     bootstrap_seed: int
     notes: tuple[str, ...]
+    skipped_cells: tuple[GroupCount, ...] = ()  # cells with too few runs, kept with their n and why
 
 
 def _attempt(notes: list[str], what: str, fn: Callable[[], T]) -> Optional[T]:
@@ -111,6 +116,45 @@ def _check_columns(frame: pd.DataFrame, response: str, compare: str, factor: Opt
 
 def _label(*parts: Any) -> str:
     return "/".join(str(p) for p in parts)
+
+
+def _prepare(frame: pd.DataFrame, response: str, compare: str, levels: Sequence[str],
+             factor: Optional[str]) -> tuple[pd.DataFrame, tuple[str, str]]:
+    """The runs of the two compared levels, factor columns as text; raises on bad input."""
+    _check_columns(frame, response, compare, factor)
+    levels = tuple(str(v) for v in levels)
+    if len(levels) != 2 or levels[0] == levels[1]:
+        raise ValueError(f"levels: need two distinct levels of {compare!r}, got {levels}")
+    present = set(frame[compare].astype(str))
+    for lv in levels:
+        if lv not in present:
+            raise ValueError(f"levels: unknown level {lv!r} of {compare!r}; present: {sorted(present)}")
+    data = frame[frame[compare].astype(str).isin(levels)].copy()
+    data[compare] = data[compare].astype(str)
+    if data[response].isna().any():
+        raise ValueError(f"response: column {response!r} has {int(data[response].isna().sum())} NaN value(s)")
+    if factor is not None:
+        if data[factor].isna().any():
+            raise ValueError(f"factor: {factor!r} is missing for some runs (not applicable to them?)")
+        data[factor] = data[factor].astype(str)
+    return data, levels  # type: ignore[return-value]
+
+
+def _pairs(data: pd.DataFrame, compare: str, levels: tuple[str, str], factor: Optional[str], pool: bool) -> list:
+    """(label, label A, label B, mask A, mask B) of every pairwise comparison of a design."""
+    factor_levels = sorted(data[factor].unique()) if factor is not None else []
+    # Pooled, or within each factor level.
+    vs = f"{levels[0]} vs {levels[1]}"
+    if factor is None:
+        pairs = [(vs, levels[0], levels[1], data[compare] == levels[0], data[compare] == levels[1])]
+    elif pool:
+        pairs = [(f"{vs} (pooled over {factor})", f"{levels[0]} (pooled)", f"{levels[1]} (pooled)",
+                  data[compare] == levels[0], data[compare] == levels[1])]
+    else:
+        pairs = [(f"{vs} | {factor}={fl}", _label(levels[0], fl), _label(levels[1], fl),
+                  (data[compare] == levels[0]) & (data[factor] == fl),
+                  (data[compare] == levels[1]) & (data[factor] == fl)) for fl in factor_levels]
+    return pairs
 
 
 def variance_audit(
@@ -148,31 +192,16 @@ def variance_audit(
         alpha: Significance level used by the power calculation.
         target_power: Power for which `seeds_for_power` is computed.
         target_se: Standard error (response units) for the seed budget.
-        seed: Seed of the bootstrap generator (one generator per audit, drawn in order).
+        seed: Analysis seed; each comparison's bootstrap draws from its own generator,
+            seeded by `bootstrap.comparison_seed(seed, label)` and recorded in its result.
 
     Raises:
         ValueError: If a column is missing, `levels` is not two distinct levels, a level
             is absent from `frame[compare]`, `factor` equals `compare`, or `response`
             holds NaN.
     """
-    _check_columns(frame, response, compare, factor)
-    levels = tuple(str(v) for v in levels)
-    if len(levels) != 2 or levels[0] == levels[1]:
-        raise ValueError(f"levels: need two distinct levels of {compare!r}, got {levels}")
-    present = set(frame[compare].astype(str))
-    for lv in levels:
-        if lv not in present:
-            raise ValueError(f"levels: unknown level {lv!r} of {compare!r}; present: {sorted(present)}")
-    data = frame[frame[compare].astype(str).isin(levels)].copy()
-    data[compare] = data[compare].astype(str)
-    if data[response].isna().any():
-        raise ValueError(f"response: column {response!r} has {int(data[response].isna().sum())} NaN value(s)")
-    if factor is not None:
-        if data[factor].isna().any():
-            raise ValueError(f"factor: {factor!r} is missing for some runs (not applicable to them?)")
-        data[factor] = data[factor].astype(str)
+    data, levels = _prepare(frame, response, compare, levels, factor)
     notes: list[str] = []
-    rng = np.random.default_rng(seed)
 
     def values(mask: pd.Series) -> np.ndarray:
         return data.loc[mask, response].to_numpy(dtype=np.float64)
@@ -181,6 +210,7 @@ def variance_audit(
     cell_keys: list[tuple[str, ...]] = []
     cells: list[GroupSummary] = []
     cell_values: list[np.ndarray] = []
+    skipped_cells: list[GroupCount] = []
     factor_levels = sorted(data[factor].unique()) if factor is not None else []
     for lv in levels:
         for fl in factor_levels or [None]:
@@ -192,23 +222,16 @@ def variance_audit(
             if x.size == 0:
                 notes.append(f"cell {_label(*key)}: no runs")
                 continue
+            if x.size < 2:
+                why = f"{x.size} run(s); a variance needs at least 2"
+                skipped_cells.append(GroupCount(label=_label(*key), n=int(x.size), skipped=True, reason=why))
             summary = _attempt(notes, f"cell {_label(*key)}", lambda: describe(x, _label(*key)))
             if summary is not None:
                 cell_keys.append(key)
                 cells.append(summary)
                 cell_values.append(x)
 
-    # Pairwise comparisons: pooled, or within each factor level.
-    vs = f"{levels[0]} vs {levels[1]}"
-    if factor is None:
-        pairs = [(vs, levels[0], levels[1], data[compare] == levels[0], data[compare] == levels[1])]
-    elif pool:
-        pairs = [(f"{vs} (pooled over {factor})", f"{levels[0]} (pooled)", f"{levels[1]} (pooled)",
-                  data[compare] == levels[0], data[compare] == levels[1])]
-    else:
-        pairs = [(f"{vs} | {factor}={fl}", _label(levels[0], fl), _label(levels[1], fl),
-                  (data[compare] == levels[0]) & (data[factor] == fl),
-                  (data[compare] == levels[1]) & (data[factor] == fl)) for fl in factor_levels]
+    pairs = _pairs(data, compare, levels, factor, pool)
     comparisons = []
     for tag, label_a, label_b, ma, mb in pairs:
         xa, xb = values(ma), values(mb)
@@ -217,9 +240,12 @@ def variance_audit(
         if sa is None or sb is None:
             continue
         vr = _attempt(notes, f"{tag}: variance ratio", lambda: variance_ratio_test(xa, xb, confidence_level=confidence_level))
+        # One generator per comparison, from the seed and the comparison's label, so an
+        # interval never depends on which other comparisons ran; its seed is recorded.
         boot = _attempt(
             notes, f"{tag}: bootstrap",
-            lambda: bootstrap_variance_ratio(xa, xb, n_resamples=n_resamples, confidence_level=confidence_level, rng=rng),
+            lambda: bootstrap_variance_ratio(xa, xb, n_resamples=n_resamples, confidence_level=confidence_level,
+                                             rng=comparison_seed(seed, tag)),
         )
         power = None
         n_needed = None
@@ -282,4 +308,52 @@ def variance_audit(
         seed_budget=tuple(budget),
         bootstrap_seed=int(seed),
         notes=tuple(notes),
+        skipped_cells=tuple(skipped_cells),
     )
+
+
+def comparison_reports(
+    frame: pd.DataFrame,
+    *,
+    response: str = "test_acc",
+    compare: str = "margin",
+    levels: Sequence[str] = ("clamp", "subtract"),
+    factor: Optional[str] = None,
+    pool: bool = False,
+    seed_columns: Sequence[str] = ("seed",),
+    primary: Optional[str] = None,
+    min_ratio: float = 2.0,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    confidence_level: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> tuple[ComparisonReport, ...]:
+    """`comparison.compare` for every pairwise comparison `variance_audit` makes of this design.
+
+    Same design arguments and comparison labels as `variance_audit`. Runs are paired for
+    Pitman-Morgan by the values of `seed_columns` (the run seed, or every stream seed);
+    pairing is skipped when a seed column is absent. A comparison whose group has fewer
+    than 2 runs is left out (`check_runs` reports such groups).
+
+    Raises:
+        ValueError: As `variance_audit`, and for an unknown `primary`.
+    """
+    data, levels = _prepare(frame, response, compare, levels, factor)
+    seeds_present = all(c in data.columns for c in seed_columns) and bool(seed_columns)
+    out = []
+    for tag, label_a, label_b, ma, mb in _pairs(data, compare, levels, factor, pool):
+        xa = data.loc[ma, response].to_numpy(dtype=np.float64)
+        xb = data.loc[mb, response].to_numpy(dtype=np.float64)
+        if min(xa.size, xb.size) < 2:
+            continue
+        keys_a = keys_b = None
+        if seeds_present:
+            keys_a = [tuple(r) for r in data.loc[ma, list(seed_columns)].itertuples(index=False)]
+            keys_b = [tuple(r) for r in data.loc[mb, list(seed_columns)].itertuples(index=False)]
+        out.append(compare_groups(
+            xa, xb, label=tag, labels=(label_a, label_b), seeds_a=keys_a, seeds_b=keys_b, primary=primary,
+            seed=seed, min_ratio=min_ratio, power=power, alpha=alpha, confidence_level=confidence_level,
+            n_resamples=n_resamples,
+        ))
+    return tuple(out)

@@ -7,7 +7,7 @@ from typing import Optional
 
 from scipy import stats as _st
 
-from cffaudit.stats._validate import check_probability
+from cffaudit.stats._validate import check_probability, plain
 from cffaudit.stats.results import PowerResult
 
 
@@ -24,9 +24,9 @@ def seeds_for_standard_error(sd: float, target_se: float) -> int:
         ValueError: If `sd` is negative or not finite, or `target_se` is not positive.
     """
     if not math.isfinite(sd) or sd < 0:
-        raise ValueError(f"sd: must be a finite number >= 0, got {sd!r}")
+        raise ValueError(f"sd: must be a finite number >= 0, got {plain(sd)!r}")
     if not math.isfinite(target_se) or target_se <= 0:
-        raise ValueError(f"target_se: must be a finite number > 0, got {target_se!r}")
+        raise ValueError(f"target_se: must be a finite number > 0, got {plain(target_se)!r}")
     # Round the ratio before ceil so that (0.3/0.1)^2 = 9.000000000000002 is 9, not 10.
     return max(2, math.ceil(round((sd / target_se) ** 2, 9)))
 
@@ -34,13 +34,13 @@ def seeds_for_standard_error(sd: float, target_se: float) -> int:
 def _check_ratio(ratio: float) -> float:
     r = float(ratio)
     if not math.isfinite(r) or r <= 0:
-        raise ValueError(f"ratio: must be a finite variance ratio > 0, got {ratio!r}")
+        raise ValueError(f"ratio: must be a finite variance ratio > 0, got {plain(ratio)!r}")
     return r
 
 
 def _check_n(n: int, name: str) -> int:
     if int(n) != n or n < 2:
-        raise ValueError(f"{name}: must be an integer >= 2, got {n!r}")
+        raise ValueError(f"{name}: must be an integer >= 2, got {plain(n)!r}")
     return int(n)
 
 

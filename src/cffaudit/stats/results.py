@@ -72,7 +72,12 @@ class VarianceRatioResult(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class BootstrapResult(_Result):
-    """Percentile-bootstrap confidence interval of a statistic."""
+    """Bootstrap confidence interval of a statistic.
+
+    `seed` is the seed the resamples were drawn with (derived per comparison by
+    `stats.bootstrap.comparison_seed`), `standard_error` is that of `standard_error_of`,
+    and `warnings` says when the interval should not be trusted (small groups).
+    """
 
     statistic: float
     confidence_interval: ConfidenceInterval
@@ -81,6 +86,9 @@ class BootstrapResult(_Result):
     standard_error: float
     n_infinite: int  # resamples whose denominator variance was zero (ratio = inf)
     seed: Optional[int]
+    method: str = "percentile"
+    standard_error_of: str = "variance ratio"
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,3 +165,50 @@ class PowerResult(_Result):
     n_b: int
     alpha: float
     power: float
+
+
+@dataclasses.dataclass(frozen=True)
+class VarianceTest(_Result):
+    """One two-sample test of equal variances; `primary` marks the declared headline test.
+
+    `statistic` is the test's own statistic (the variance ratio for F and Bonett); `df`
+    and the interval (of `interval_of`) are set where the test has them.
+    """
+
+    name: str
+    statistic: float
+    pvalue: float
+    primary: bool
+    normal_theory: bool
+    df: Optional[tuple[float, ...]] = None
+    confidence_interval: Optional[ConfidenceInterval] = None
+    interval_of: Optional[str] = None
+    n_resamples: Optional[int] = None
+
+    @property
+    def role(self) -> str:
+        """'primary' or 'secondary', as printed beside the test."""
+        return "primary" if self.primary else "secondary"
+
+    def with_primary(self, primary: bool) -> "VarianceTest":
+        """The same result labelled primary (or secondary)."""
+        return dataclasses.replace(self, primary=bool(primary))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedVarianceTest(_Result):
+    """Pitman-Morgan test of equal variances for runs paired by seed (normal theory).
+
+    `correlation` is that of the paired values, which the test rests on;
+    `sum_difference_correlation` is the correlation of A + B with A - B that it tests;
+    `n_dropped` counts runs that had no partner with the same seed.
+    """
+
+    statistic: float
+    pvalue: float
+    df: int
+    n_pairs: int
+    variance_ratio: float
+    correlation: float
+    sum_difference_correlation: float
+    n_dropped: int
