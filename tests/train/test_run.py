@@ -197,3 +197,29 @@ def test_an_ensemble_reads_its_dataset_once(tiny_config, monkeypatch):
     stacked = load_seed_data(tiny_config, [3, 4, 5], torch.device("cpu"), progress=False)
     assert len(reads) == 1 and stacked.train_x.shape[0] == 3
     assert not torch.equal(stacked.val_y[0], stacked.val_y[1])  # each seed its own split
+
+
+def test_global_random_state_neither_matters_nor_changes(tmp_path, tiny_config):
+    """Every draw (weights, split, data order, augmentations, validation views, probe
+    weights, probe views and order) comes from the run's own generators: runs after the
+    global torch, numpy and random states are scrambled differently are identical bit for
+    bit, and leave those states as they found them (nothing drew from them or seeded them)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    cfg = tiny_config.override({"stage1.select": "best_val_loss"})
+    runs = []
+    for scramble in (11, 12):
+        random.seed(scramble)
+        np.random.seed(scramble)
+        torch.manual_seed(scramble)
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        results = train_seeds(cfg, [1, 2], [tmp_path / f"{scramble}-1", tmp_path / f"{scramble}-2"])
+        assert random.getstate() == states[0]
+        after = np.random.get_state()
+        assert after[0] == states[1][0] and np.array_equal(after[1], states[1][1]) and after[2:] == states[1][2:]
+        assert torch.equal(torch.get_rng_state(), states[2])
+        runs.append([(r["status"], metrics(r)) for r in results])
+    assert runs[0] == runs[1] and runs[0][0][0] == "done"

@@ -56,7 +56,9 @@ class Checkpoint:
         try:
             atomic_torch_save(self.path, state)
         except Exception as exc:
-            need = tensor_bytes(state)
+            # The tensors are the bulk of the file; the last complete file is a closer
+            # estimate where there is one (the history only grows).
+            need = max(tensor_bytes(state), self.path.stat().st_size if self.path.exists() else 0)
             if _out_of_space(exc, self.path.parent, need):
                 raise DiskFullError(self._disk_full_message(need)) from exc
             raise
@@ -99,17 +101,18 @@ class Checkpoint:
     def _disk_full_message(self, need: int) -> str:
         folder = self.path.parent
         try:
-            free = f"{_size(shutil.disk_usage(folder).free)} free"
+            free = f"{_size(shutil.disk_usage(folder).free)} is free"
         except OSError:
             free = "free space unknown"
         if self.path.exists():
-            after = (f"--resume continues from the last complete checkpoint, {self.path}, "
-                     "which is intact (a sweep resumes by itself)")
+            then = (f"rerun with --resume: it continues from the last complete checkpoint, {self.path}, "
+                    "which is intact")
         else:
-            after = "no checkpoint was completed before, so the run starts over"
-        return (f"disk full: cannot write the checkpoint {self.path}: no space left (or quota reached) in "
-                f"{folder}, and the checkpoint needs about {_size(need)} ({free}). Free some space or choose "
-                f"another --out, then rerun: {after}")
+            then = "rerun: no checkpoint was completed yet, so the run starts from the beginning"
+        # The new file is written next to the old one and replaces it only when complete.
+        return (f"disk full: cannot write the checkpoint {self.path}: no space left on the device (or the quota "
+                f"is reached) in {folder}; the checkpoint needs about {_size(need)} there, next to the last "
+                f"one, and {free}. Free some space (or choose another --out) and {then}")
 
 
 def tensor_bytes(obj: Any) -> int:
