@@ -89,8 +89,10 @@ class Ensemble:
         """Resolve the runtime; read the data; make model, probe, optimisers, generators."""
         from cffaudit.augment import build_augment
 
-        cfg, rt = self.cfg, Runtime.from_config(self.cfg).prepare_process()
-        self.rt, dev, streams = rt, rt.device, lambda name: [d[name] for d in self.derived]  # noqa: E731
+        cfg = self.cfg
+        self.rt = rt = Runtime.from_config(cfg).prepare_process()
+        dev = rt.device
+        streams = self._stream_seeds
         self.checkpoint = Checkpoint(self.checkpoint_path, self.seeds, cfg, rt)
         t0 = time.perf_counter()
         self.data = load_seed_data(cfg, streams("split"), dev, self.progress)
@@ -110,6 +112,9 @@ class Ensemble:
                                       weight_decay=c2.weight_decay, device=dev)
         for name, (stream, on_device) in _GENERATORS.items():
             setattr(self, name, [generator(s, dev if on_device else "cpu") for s in streams(stream)])
+
+    def _stream_seeds(self, stream: str) -> list[int]:
+        return [d[stream] for d in self.derived]
 
     def resume(self) -> None:
         """Continue from the checkpoint, if there is one."""
