@@ -77,11 +77,11 @@ def test_ensemble_member_tracks_its_solo_run_on_cuda(tmp_path, cuda_config):
 
 
 def test_cpu_and_cuda_start_from_the_same_weights_and_split(tmp_path, tiny_config):
-    from cffaudit.train.run import _Ensemble
+    from cffaudit.train.ensemble import Ensemble
 
     runs = {}
     for dev in ("cpu", "cuda"):
-        ens = _Ensemble(tiny_config.override({"device": dev}), [3], [tmp_path / dev], tmp_path / f"{dev}.pt", False)
+        ens = Ensemble(tiny_config.override({"device": dev}), [3], tmp_path / f"{dev}.pt", False)
         ens.build()
         runs[dev] = ens
     for p, q in zip(runs["cpu"].model.parameters(), runs["cuda"].model.parameters()):

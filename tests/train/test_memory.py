@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from cffaudit.config import RunConfig
-from cffaudit.train.run import Runtime
+from cffaudit.train.runtime import Runtime
 
 _libc, _version = platform.libc_ver()
 glibc_only = pytest.mark.skipif(
@@ -74,9 +74,9 @@ def test_runtime_resolves_the_allocator_per_device():
 
 
 def test_runtime_reports_system_where_the_setting_cannot_apply(monkeypatch):
-    import cffaudit.train.run as run
+    import cffaudit.train.runtime as runtime
 
-    monkeypatch.setattr(run, "retain_freed_memory", lambda: False)  # e.g. musl or macOS
+    monkeypatch.setattr(runtime, "retain_freed_memory", lambda: False)  # e.g. musl or macOS
     assert Runtime.from_config(RunConfig(device="cpu")).prepare_process().cpu_allocator == "system"
 
 

@@ -88,10 +88,11 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
 def test_ensemble_member_gets_the_solo_run_weights_split_order_and_augmentations(tmp_path, tiny_config):
     import torch
 
-    from cffaudit.train.run import _Ensemble
+    from cffaudit.train.ensemble import Ensemble
+    from cffaudit.train.stage1 import two_views
 
-    ens = _Ensemble(tiny_config, [1, 2], [tmp_path / "a", tmp_path / "b"], tmp_path / "e.pt", False)
-    solo = _Ensemble(tiny_config, [2], [tmp_path / "s"], tmp_path / "s.pt", False)
+    ens = Ensemble(tiny_config, [1, 2], tmp_path / "e.pt", False)
+    solo = Ensemble(tiny_config, [2], tmp_path / "s.pt", False)
     ens.build()
     solo.build()
     for p, q in zip(ens.model.parameters(), solo.model.parameters()):
@@ -103,13 +104,14 @@ def test_ensemble_member_gets_the_solo_run_weights_split_order_and_augmentations
     assert torch.equal(torch.randperm(n, generator=ens.gen_data[1]), torch.randperm(n, generator=solo.gen_data[0]))
     x_ens, x_solo = ens.data.train_x[:, :16], solo.data.train_x[:, :16]
     for _ in range(2):  # successive batches keep matching
-        assert torch.equal(ens._views(x_ens, ens.gen_aug)[1], solo._views(x_solo, solo.gen_aug)[0])
+        assert torch.equal(two_views(ens.augment, x_ens, ens.gen_aug)[1],
+                           two_views(solo.augment, x_solo, solo.gen_aug)[0])
 
 
 def test_best_val_loss_selection_probes_the_selected_epoch(tmp_path, tiny_config):
     import torch
 
-    from cffaudit.train.run import _Ensemble
+    from cffaudit.train.ensemble import Ensemble
 
     cfg = tiny_config.override({"stage1.select": "best_val_loss", "stage1.epochs": 3, "stage2.epochs": 1})
     res = train_run(cfg, tmp_path / "best")
@@ -118,18 +120,17 @@ def test_best_val_loss_selection_probes_the_selected_epoch(tmp_path, tiny_config
     assert train_run(tiny_config, tmp_path / "last")["stage1_selected_epoch"] == tiny_config.stage1.epochs - 1
 
     # The selected seed slices are restored, and only those: seed 0 keeps epoch 0, seed 1 epoch 1.
-    ens = _Ensemble(cfg, [1, 2], [tmp_path / "a", tmp_path / "b"], tmp_path / "e.pt", False)
+    ens = Ensemble(cfg, [1, 2], tmp_path / "e.pt", False)
     ens.build()
     snapshots = []
     for epoch, losses in enumerate([(1.0, 5.0), (2.0, 4.0)]):
-        ens.epoch = epoch
         with torch.no_grad():
             for p in ens.model.parameters():
                 p.add_(1.0)
         snapshots.append([p.detach().clone() for p in ens.model.parameters()])
         for k, loss in enumerate(losses):
-            ens._track_best_encoder(k, loss)
-    ens.select_encoder()
+            ens.encoder.track(ens.model, k, epoch, loss)
+    ens.encoder.restore(ens.model)
     for p, first, second in zip(ens.model.parameters(), *snapshots):
         assert torch.equal(p[0], first[0]) and torch.equal(p[1], second[1])
 
@@ -196,3 +197,29 @@ def test_an_ensemble_reads_its_dataset_once(tiny_config, monkeypatch):
     stacked = load_seed_data(tiny_config, [3, 4, 5], torch.device("cpu"), progress=False)
     assert len(reads) == 1 and stacked.train_x.shape[0] == 3
     assert not torch.equal(stacked.val_y[0], stacked.val_y[1])  # each seed its own split
+
+
+def test_global_random_state_neither_matters_nor_changes(tmp_path, tiny_config):
+    """Every draw (weights, split, data order, augmentations, validation views, probe
+    weights, probe views and order) comes from the run's own generators: runs after the
+    global torch, numpy and random states are scrambled differently are identical bit for
+    bit, and leave those states as they found them (nothing drew from them or seeded them)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    cfg = tiny_config.override({"stage1.select": "best_val_loss"})
+    runs = []
+    for scramble in (11, 12):
+        random.seed(scramble)
+        np.random.seed(scramble)
+        torch.manual_seed(scramble)
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        results = train_seeds(cfg, [1, 2], [tmp_path / f"{scramble}-1", tmp_path / f"{scramble}-2"])
+        assert random.getstate() == states[0]
+        after = np.random.get_state()
+        assert after[0] == states[1][0] and np.array_equal(after[1], states[1][1]) and after[2:] == states[1][2:]
+        assert torch.equal(torch.get_rng_state(), states[2])
+        runs.append([(r["status"], metrics(r)) for r in results])
+    assert runs[0] == runs[1] and runs[0][0][0] == "done"

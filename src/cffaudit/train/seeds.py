@@ -2,12 +2,13 @@
 
 Each stream gets its own seed from `numpy.random.SeedSequence(run_seed)` spawned by
 name, so adding a stream never shifts another, and seed k means the same draws solo,
-in an ensemble, resumed, or on another executor.
+in an ensemble, resumed, or on another executor. Nothing draws from (or seeds) the
+global torch, numpy or `random` state: seeding it from one seed of an ensemble would
+give the others a meaning that depends on their company.
 """
 
 from __future__ import annotations
 
-import random
 import zlib
 
 import numpy as np
@@ -26,17 +27,8 @@ def derive_seeds(run_seed: int) -> dict[str, int]:
 
 
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on `device` seeded with `seed` (one per stream and seed)."""
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
 
-
-def seed_global_state(run_seed: int) -> None:
-    """Seed the global RNGs too, for any library code that draws from them.
-
-    cffaudit itself draws only from explicit generators; this is a safety net so that
-    third-party randomness is at least reproducible for a solo run.
-    """
-    random.seed(run_seed)
-    np.random.seed(run_seed % 2**32)
-    torch.manual_seed(run_seed)

@@ -12,11 +12,16 @@ the same updates come from either order offered here:
 
 Both end in one optimiser step over all parameters; `tests/train` proves equality with
 a literal per-block loop with one optimiser per block.
+
+`stage1_epoch` runs one epoch of an ensemble (S seeds, each with its own data order and
+augmentation generators); `BestEncoder` keeps each seed's best epoch for
+``stage1.select = "best_val_loss"``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -26,6 +31,8 @@ from cffaudit.diagnostics import EpochStats, block_grad_norms
 from cffaudit.config import RunConfig
 from cffaudit.loss import MarginVariant, get_margin_variant, supcon_loss
 from cffaudit.model import CFFViT, layer_representation
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -158,3 +165,110 @@ def make_optimizer(params, *, lr: float, betas: tuple[float, float], weight_deca
     """AdamW as in the protocol; the fused CUDA kernel on GPU (same math, one launch)."""
     kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **kwargs)
+
+
+# -- one epoch of an ensemble -------------------------------------------------------------
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch bounds; a trailing batch of fewer than 2 images (no contrastive pair) is dropped."""
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    return [b for b in bounds if b[1] - b[0] >= 2]
+
+
+def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x (S, N, ...) and idx (S, b) -> (S, b, ...), each seed its own indices."""
+    return torch.stack([x[k].index_select(0, idx[k]) for k in range(x.shape[0])])
+
+
+def two_views(augment: Augment, x: torch.Tensor, gens: Sequence[torch.Generator]) -> torch.Tensor:
+    """(S, b, C, H, W) uint8 -> (S, 2b, 3, H', W') float: two augmented views per image,
+    seed k's drawn from `gens[k]`."""
+    per_seed = []
+    for k in range(x.shape[0]):
+        v1 = augment(x[k], gens[k])
+        v2 = augment(x[k], gens[k])
+        per_seed.append(torch.cat([v1, v2]))
+    return torch.stack(per_seed)
+
+
+def validation_batches(augment: Augment, x: torch.Tensor, y: torch.Tensor, gens: Sequence[torch.Generator],
+                       batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Views and labels of the validation images (S, n, ...), drawn once: the same views
+    every epoch, so that epochs compare."""
+    out = []
+    for a, b in batch_bounds(x.shape[1], batch_size):
+        labels = y[:, a:b]
+        out.append((two_views(augment, x[:, a:b], gens), torch.cat([labels, labels], dim=1)))
+    return out
+
+
+def stage1_epoch(step: Stage1Step, augment: Augment, train_x: torch.Tensor, train_y: torch.Tensor, *,
+                 order_gens: Sequence[torch.Generator], augment_gens: Sequence[torch.Generator], batch_size: int,
+                 val_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[list[dict]], int]:
+    """Train every block for one epoch over `train_x` (S, n, ...), in a per-seed order
+    drawn from `order_gens`; then evaluate the validation loss if there are batches.
+
+    Returns:
+        per seed, one record per layer (`EpochStats.records`), and the number of steps.
+    """
+    model = step.model
+    n = train_x.shape[1]
+    model.train()
+    stats = EpochStats(model.depth, model.ensemble, train_x.device)
+    perms = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(train_x.device)  # (S, n)
+    for a, b in batch_bounds(n, batch_size):
+        idx = perms[:, a:b]
+        x = gather(train_x, idx)
+        y = gather(train_y, idx)
+        views = two_views(augment, x, augment_gens)  # (S, 2b, 3, H, W)
+        step(views, torch.cat([y, y], dim=1), stats)
+    model.eval()
+    val = validation_losses(model, val_batches, step.spec, step.autocast) if val_batches else None
+    return stats.records(val), stats.steps
+
+
+def non_finite_loss(layers: Sequence[dict], epoch: int) -> str | None:
+    """The failure of a seed whose loss in these layer records is NaN or infinite, or None."""
+    for rec in layers:
+        if not math.isfinite(rec["loss"]):
+            return (f"non-finite loss ({rec['loss']}) at layer {rec['layer']} in stage-1 "
+                    f"epoch {epoch}; lower --lr1 or check the data")
+    return None
+
+
+class BestEncoder:
+    """Per seed, the stage-1 epoch with the lowest last-layer validation loss and the
+    encoder weights of that epoch (each seed's slice of every parameter).
+
+    Attributes:
+        best: per seed, (validation loss, epoch); epoch -1 until a finite loss is seen.
+        state: the kept weights, a state dict of the whole ensemble, or None.
+    """
+
+    def __init__(self, seeds: int) -> None:
+        self.best: list[tuple[float, int]] = [(math.inf, -1)] * seeds
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def track(self, model: CFFViT, k: int, epoch: int, val_loss: float | None) -> None:
+        """Keep seed k's weights if `val_loss` is its lowest so far."""
+        if val_loss is None or not math.isfinite(val_loss) or val_loss >= self.best[k][0]:
+            return
+        self.best[k] = (val_loss, epoch)
+        state = model.state_dict()
+        if self.state is None:
+            self.state = {n: t.detach().clone() for n, t in state.items()}
+        else:
+            for n, t in state.items():
+                self.state[n][k].copy_(t[k])
+
+    @torch.no_grad()
+    def restore(self, model: CFFViT) -> None:
+        """Load each seed's kept weights into `model` (seeds without any stay as they are)."""
+        if self.state is None:
+            return
+        state = model.state_dict()
+        for k, (_, epoch) in enumerate(self.best):
+            if epoch >= 0:
+                for n, t in state.items():
+                    t[k].copy_(self.state[n][k])
