@@ -100,6 +100,25 @@ def test_original_attention_is_multihead_attention_default(original):
         assert torch.count_nonzero(block.attn.proj.bias) == 0
 
 
+def test_original_scheme_matches_the_pytorch_modules_the_original_code_builds(original):
+    """Same families drawn by PyTorch itself (nn.MultiheadAttention, nn.Linear, randn), as in
+    the original's ViTEncoder and PositionalEncoder: same bounds, zeros and moments."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(E, 4, batch_first=True)
+        fc1, pos = torch.nn.Linear(E, 2 * E), torch.randn(8, T, E)
+    ours = original.blocks[0]
+    pairs = [(mha.in_proj_weight, ours.attn.qkv.weight), (mha.out_proj.weight, ours.attn.proj.weight),
+             (fc1.weight, ours.mlp.fc1.weight), (fc1.bias, ours.mlp.fc1.bias)]
+    for theirs, mine in pairs:
+        assert theirs.numel() * 8 == mine.numel()
+        theirs, mine = theirs.detach(), mine.detach()
+        _assert_uniform(mine, float(mine.abs().max()))
+        assert float(mine.abs().max()) == pytest.approx(float(theirs.abs().max()), rel=0.02)
+    assert torch.count_nonzero(mha.in_proj_bias) == 0 and torch.count_nonzero(mha.out_proj.bias) == 0
+    assert original.embed.pos.detach().std().item() == pytest.approx(pos.std().item(), rel=0.03)
+
+
 def test_small_attention_is_linear_default(small):
     for block in small.blocks:
         _assert_uniform(block.attn.qkv.weight, 1 / math.sqrt(E))
