@@ -26,6 +26,7 @@ MARGINS = tuple(MARGIN_VARIANTS)
 # checks the two agree, since the presets module imports torch.
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
 PROBE_AUGMENT = ("view", "none")
+MODEL_INITS = ("original", "small")  # cffaudit.model.vit.INITS; config must not import torch
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -55,6 +56,9 @@ class ModelConfig:
     mlp_ratio: float = 2.0
     image_size: int = 32
     in_chans: int = 3
+    # "original": the original CFF code's initialisation (N(0, 1) positions, the attention
+    # of nn.MultiheadAttention); "small": earlier cffaudit versions'. See cffaudit.model.vit.
+    init: Literal["original", "small"] = "original"
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ def validate(cfg: RunConfig) -> None:
     for name in ("embed_dim", "depth", "heads", "patch_size", "image_size", "in_chans"):
         positive(f"model.{name}", getattr(cfg.model, name))
     positive("model.mlp_ratio", cfg.model.mlp_ratio)
+    choice("model.init", cfg.model.init, MODEL_INITS)
     if cfg.model.embed_dim % cfg.model.heads:
         raise ValueError(
             f"model.embed_dim ({cfg.model.embed_dim}) must be divisible by model.heads ({cfg.model.heads})"

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cffaudit.diagnostics import EpochStats, block_grad_norms
+from cffaudit.loss import supcon_loss
 from cffaudit.model import CFFViT
 from cffaudit.train.seeds import generator
 
@@ -38,9 +39,47 @@ def test_epoch_stats_pool_car_over_positive_pairs_and_average_the_rest():
     stats.add(loss=t(3.0, 4.0), car=t(0.0, 0.25), pos_pairs=t(30, 8), anchors_without_pos=t(1, 0),
               grad_norms=t(5.0, 6.0))
     (a,), (b,) = stats.records(val_loss=t(0.7, 0.8))
-    assert a == {"layer": 0, "loss": 2.0, "car": 5 / 40, "pos_pairs": 40, "grad_norm": 4.0, "grad_norm_last": 5.0,
-                 "anchors_without_positives": 1, "val_loss": pytest.approx(0.7)}
+    assert a == {"layer": 0, "loss": 2.0, "car": 5 / 40, "car_batch_mean": 0.25, "pos_pairs": 40, "grad_norm": 4.0,
+                 "grad_norm_last": 5.0, "anchors_without_positives": 1, "val_loss": pytest.approx(0.7)}
     # A step without positive pairs (CAR NaN) adds nothing to the pooled rate.
     assert b["car"] == 2 / 8 and b["pos_pairs"] == 8 and b["anchors_without_positives"] == 4
+    assert b["car_batch_mean"] == 0.25  # ... nor to the per-batch mean
     empty = EpochStats(layers=1, ensemble=1, device=torch.device("cpu")).records()
-    assert math.isnan(empty[0][0]["car"]) and "val_loss" not in empty[0][0]
+    assert math.isnan(empty[0][0]["car"]) and math.isnan(empty[0][0]["car_batch_mean"])
+    assert "val_loss" not in empty[0][0]
+
+
+def test_epoch_car_pooled_and_batch_mean_equal_a_direct_count_over_two_batches_of_different_sizes():
+    """Two batches (6 and 16 views, two seeds, two layers) through supcon_loss in float64; the records
+    equal counts of s + m >= 1 over positive pairs made by a plain loop."""
+    g = torch.Generator().manual_seed(0)
+    margins = (0.4, 0.1)
+    batches = []
+    for n, classes in ((6, 2), (16, 5)):
+        # Directions near one of a few centres, so some positives saturate and some do not.
+        centre = torch.randn(2, 1, 8, generator=g)
+        z = torch.nn.functional.normalize(centre + 0.5 * torch.randn(2, n, 8, generator=g), dim=-1).double()
+        labels = torch.randint(0, classes, (2, n), generator=g)
+        batches.append((z, labels))
+    stats = EpochStats(layers=2, ensemble=2, device=torch.device("cpu"))
+    for z, labels in batches:
+        outs = [supcon_loss(z, labels, margin=m) for m in margins]  # (S,) each; layer l uses margin l
+        stack = lambda f: torch.stack([getattr(o, f) for o in outs])  # noqa: E731  (L, S)
+        stats.add(stack("loss"), stack("car"), stack("pos_pairs"), stack("anchors_without_positives"))
+    records = stats.records()
+
+    for k in range(2):
+        for l, m in enumerate(margins):
+            sat, pos = [], []
+            for z, labels in batches:
+                zk, yk = z[k].tolist(), labels[k].tolist()
+                n = len(yk)
+                pairs = [(i, j) for i in range(n) for j in range(n) if i != j and yk[i] == yk[j]]
+                pos.append(len(pairs))
+                sat.append(sum(sum(a * b for a, b in zip(zk[i], zk[j])) + m >= 1 for i, j in pairs))
+            rec = records[k][l]
+            assert rec["pos_pairs"] == sum(pos)
+            assert rec["car"] == pytest.approx(sum(sat) / sum(pos), abs=1e-12)
+            assert rec["car_batch_mean"] == pytest.approx((sat[0] / pos[0] + sat[1] / pos[1]) / 2, abs=1e-12)
+    # The two differ wherever the batches' rates differ (the small batch weighs more in the mean).
+    assert any(abs(r["car"] - r["car_batch_mean"]) > 0.01 for recs in records for r in recs)

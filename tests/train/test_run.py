@@ -16,7 +16,10 @@ def metrics(res):
 
 
 def test_end_to_end_beats_chance_and_writes_complete_result(tmp_path, tiny_config):
-    cfg = tiny_config.override({"stage1.epochs": 4, "stage2.epochs": 10, "data.synthetic_train": 1000})
+    # 8 stage-1 epochs: under the original code's initialisation (N(0, 1) positions, the
+    # model.init default) the tiny model learns slower than under "small", which needed 4
+    # (seeds 0-5 at 4 epochs: 29-47.5%; at 8: 39-56%).
+    cfg = tiny_config.override({"stage1.epochs": 8, "stage2.epochs": 10, "data.synthetic_train": 1000})
     res = train_run(cfg, tmp_path)
     assert res["status"] == "done", res["error"]
     assert res["test_acc"] > 35.0  # 10 classes: chance is 10%; untrained encoder ~14%
@@ -31,7 +34,7 @@ def test_end_to_end_beats_chance_and_writes_complete_result(tmp_path, tiny_confi
     assert res["env"]["torch"] and res["env"]["package"] == "cffaudit"
     s1 = [r for r in res["history"] if r["stage"] == 1]
     s2 = [r for r in res["history"] if r["stage"] == 2]
-    assert [r["epoch"] for r in s1] == [0, 1, 2, 3] and len(s2) == 10
+    assert [r["epoch"] for r in s1] == list(range(8)) and len(s2) == 10
     for rec in s1:
         assert [l["layer"] for l in rec["layers"]] == [0, 1]
         for layer in rec["layers"]:

@@ -32,8 +32,10 @@ def block_grad_norms(layer_params: Sequence[Iterable[torch.nn.Parameter]], ensem
 class EpochStats:
     """Running sums of per-layer loss, CAR, positive pairs and gradient norms.
 
-    CAR is pooled over the epoch as saturated pairs / positive pairs, so batches with
-    more positive pairs weigh more, as in the paper's per-layer rates.
+    CAR comes two ways. ``car`` is pooled over the epoch, saturated pairs / positive
+    pairs, so batches with more positive pairs weigh more. ``car_batch_mean`` is the mean
+    of the per-batch rates, each batch weighing the same, as the seed paper averages CAR
+    over minibatches. A batch without positive pairs (its CAR NaN) enters neither.
     """
 
     def __init__(self, layers: int, ensemble: int, device: torch.device) -> None:
@@ -41,6 +43,7 @@ class EpochStats:
         self.loss_sum, self.saturated, self.pos_pairs = z(), z(), z()
         self.grad_sum, self.grad_last = z(), z()
         self.anchors_without_pos = z()
+        self.car_batch_sum, self.car_batches = z(), z()
         self.steps = 0
 
     def add(
@@ -53,9 +56,12 @@ class EpochStats:
     ) -> None:
         """Add one step; every argument is (L, S) on the device."""
         pos = pos_pairs.double()
+        rate = torch.nan_to_num(car.double())  # NaN only where pos == 0: adds nothing below
         self.loss_sum += loss.detach().double()
-        self.saturated += torch.nan_to_num(car.double()) * pos
+        self.saturated += rate * pos
         self.pos_pairs += pos
+        self.car_batch_sum += rate
+        self.car_batches += (pos > 0).double()
         self.anchors_without_pos += anchors_without_pos.double()
         if grad_norms is not None:
             self.grad_sum += grad_norms.double()
@@ -66,7 +72,7 @@ class EpochStats:
         """Per seed, a list of per-layer dicts (one host transfer for everything)."""
         n = max(self.steps, 1)
         parts = [self.loss_sum / n, self.saturated, self.pos_pairs, self.grad_sum / n, self.grad_last,
-                 self.anchors_without_pos]
+                 self.anchors_without_pos, self.car_batch_sum, self.car_batches]
         if val_loss is not None:
             parts.append(val_loss.double())
         host = torch.stack(parts).cpu().tolist()  # (K, L, S)
@@ -75,18 +81,19 @@ class EpochStats:
         for k in range(ensemble):
             recs = []
             for l in range(layers):
-                pos = host[2][l][k]
+                pos, batches = host[2][l][k], host[7][l][k]
                 rec = {
                     "layer": l,
                     "loss": host[0][l][k],
                     "car": host[1][l][k] / pos if pos > 0 else math.nan,
+                    "car_batch_mean": host[6][l][k] / batches if batches > 0 else math.nan,
                     "pos_pairs": int(pos),
                     "grad_norm": host[3][l][k],
                     "grad_norm_last": host[4][l][k],
                     "anchors_without_positives": int(host[5][l][k]),
                 }
                 if val_loss is not None:
-                    rec["val_loss"] = host[6][l][k]
+                    rec["val_loss"] = host[8][l][k]
                 recs.append(rec)
             out.append(recs)
         return out

@@ -9,6 +9,30 @@ computation of a solo run with seed k (up to floating-point reassociation).
 Layer 0 is the linear patch embedding, ReLU, the learned positional embedding and the
 first block; layer l > 0 is block l. `blocks[l]` is addressable on its own and
 `embed` belongs to layer 0.
+
+Initialisation (`init`, the config's `model.init`). The seed paper ran the original CFF
+code (github HosseinAghagol/ContrastiveFF, `models/vit.py`, which `main_CFF.py` trains),
+whose modules keep PyTorch's defaults (torch 2.x `reset_parameters`):
+
+==========================  ================================  =================================
+parameter                   "original" (the default)          "small" (cffaudit before issue 13)
+==========================  ================================  =================================
+patch embedding W, b        nn.Linear: U(+-1/sqrt(fan_in))    same
+positional embedding        torch.randn: N(0, 1)              N(0, 0.02^2) clipped at +-0.04
+LayerNorm weight, bias      nn.LayerNorm: ones, zeros         same
+attention input W (q,k,v)   nn.MultiheadAttention:            nn.Linear: U(+-1/sqrt(E))
+                            xavier_uniform_ on the (3E, E)
+                            matrix, U(+-sqrt(6 / (E + 3E)))
+attention input bias        nn.MultiheadAttention: zeros      U(+-1/sqrt(E))
+attention output W          its out_proj is an nn.Linear:     same
+                            U(+-1/sqrt(E))
+attention output bias       nn.MultiheadAttention: zeros      U(+-1/sqrt(E))
+MLP fc1, fc2 W and b        nn.Linear: U(+-1/sqrt(fan_in))    same
+==========================  ================================  =================================
+
+"small" keeps the draws of earlier cffaudit versions bit for bit, so their runs can be
+repeated. Either way every draw comes from the seed's own generator (never the global
+RNG), in a fixed module order.
 """
 
 from __future__ import annotations
@@ -21,28 +45,55 @@ import torch.nn.functional as F
 from torch import nn
 
 
+#: Initialisation schemes, see the module docstring.
+INITS = ("original", "small")
+
+
+def check_init(init: str) -> str:
+    """`init` if it names a scheme of `INITS`, else a ValueError saying which exist."""
+    if init not in INITS:
+        raise ValueError(f"init: {init!r} is not one of {list(INITS)} (model.init in the config)")
+    return init
+
+
 def _uniform(shape: Sequence[int], bound: float, generator: torch.Generator) -> torch.Tensor:
     return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
 
 
 class EnsembleLinear(nn.Module):
-    """S independent linear maps: (S, ..., in) -> (S, ..., out).
+    """S independent linear maps: (S, ..., in) -> (S, ..., out), each slice initialised
+    from its own seed's generator.
 
-    Initialised like `nn.Linear` (uniform in +-1/sqrt(fan_in) for weight and bias),
-    each slice from its own seed's generator.
+    Args:
+        weight_init: "linear" (nn.Linear's default, U(+-1/sqrt(fan_in))) or "xavier"
+            (xavier_uniform_ with gain 1, U(+-sqrt(6 / (fan_in + fan_out)))).
+        bias_init: "linear" (nn.Linear's default, U(+-1/sqrt(fan_in))) or "zeros".
     """
 
-    def __init__(self, ensemble: int, in_features: int, out_features: int) -> None:
+    def __init__(self, ensemble: int, in_features: int, out_features: int, *,
+                 weight_init: str = "linear", bias_init: str = "linear") -> None:
         super().__init__()
+        if weight_init not in ("linear", "xavier"):
+            raise ValueError(f"weight_init: {weight_init!r} is not one of ['linear', 'xavier']")
+        if bias_init not in ("linear", "zeros"):
+            raise ValueError(f"bias_init: {bias_init!r} is not one of ['linear', 'zeros']")
         self.in_features, self.out_features = in_features, out_features
+        self.weight_init, self.bias_init = weight_init, bias_init
         self.weight = nn.Parameter(torch.empty(ensemble, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(ensemble, 1, out_features))
 
     def init_slice(self, k: int, generator: torch.Generator) -> None:
-        bound = 1.0 / math.sqrt(self.in_features)
+        linear_bound = 1.0 / math.sqrt(self.in_features)
+        # Stored as (in, out) for baddbmm; both bounds are symmetric in the fans, so the
+        # layout does not change them.
+        weight_bound = (math.sqrt(6.0 / (self.in_features + self.out_features))
+                        if self.weight_init == "xavier" else linear_bound)
         with torch.no_grad():
-            self.weight[k].copy_(_uniform((self.in_features, self.out_features), bound, generator))
-            self.bias[k].copy_(_uniform((1, self.out_features), bound, generator))
+            self.weight[k].copy_(_uniform((self.in_features, self.out_features), weight_bound, generator))
+            if self.bias_init == "zeros":
+                self.bias[k].zero_()
+            else:
+                self.bias[k].copy_(_uniform((1, self.out_features), linear_bound, generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.shape[0]
@@ -91,11 +142,20 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tenso
 
 
 class Attention(nn.Module):
-    def __init__(self, ensemble: int, dim: int, heads: int) -> None:
+    """Multi-head self-attention; q, k, v come from one (E, 3E) projection, in that order
+    along its output, as the rows of nn.MultiheadAttention's in_proj_weight."""
+
+    def __init__(self, ensemble: int, dim: int, heads: int, init: str = "original") -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = EnsembleLinear(ensemble, dim, 3 * dim)
-        self.proj = EnsembleLinear(ensemble, dim, dim)
+        if check_init(init) == "original":
+            # nn.MultiheadAttention._reset_parameters: xavier_uniform_ on the whole
+            # in-projection, zero in- and out-projection biases.
+            self.qkv = EnsembleLinear(ensemble, dim, 3 * dim, weight_init="xavier", bias_init="zeros")
+            self.proj = EnsembleLinear(ensemble, dim, dim, bias_init="zeros")
+        else:
+            self.qkv = EnsembleLinear(ensemble, dim, 3 * dim)
+            self.proj = EnsembleLinear(ensemble, dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         S, B, T, E = x.shape
@@ -123,10 +183,10 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(x))."""
 
-    def __init__(self, ensemble: int, dim: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(self, ensemble: int, dim: int, heads: int, mlp_ratio: float, init: str = "original") -> None:
         super().__init__()
         self.norm1 = EnsembleLayerNorm(ensemble, dim)
-        self.attn = Attention(ensemble, dim, heads)
+        self.attn = Attention(ensemble, dim, heads, init)
         self.norm2 = EnsembleLayerNorm(ensemble, dim)
         self.mlp = Mlp(ensemble, dim, int(dim * mlp_ratio))
 
@@ -138,17 +198,25 @@ class Block(nn.Module):
 class PatchEmbed(nn.Module):
     """Non-overlapping p x p patches -> linear -> ReLU -> + learned positions."""
 
-    def __init__(self, ensemble: int, image_size: int, patch_size: int, in_chans: int, dim: int) -> None:
+    def __init__(self, ensemble: int, image_size: int, patch_size: int, in_chans: int, dim: int,
+                 init: str = "original") -> None:
         super().__init__()
+        self.init = check_init(init)
         self.patch_size = patch_size
         self.num_tokens = (image_size // patch_size) ** 2
         self.proj = EnsembleLinear(ensemble, in_chans * patch_size * patch_size, dim)
         self.pos = nn.Parameter(torch.zeros(ensemble, 1, self.num_tokens, dim))
 
     def init_slice(self, k: int, generator: torch.Generator) -> None:
+        z = torch.randn(self.pos.shape[1:], generator=generator)
         with torch.no_grad():
-            # Truncated normal, std 0.02 (the ViT convention), drawn from the seed's generator.
-            self.pos[k].copy_((torch.randn(self.pos.shape[1:], generator=generator) * 0.02).clamp(-0.04, 0.04))
+            if self.init == "original":
+                # The original's PositionalEncoder: nn.Parameter(torch.randn(...)), N(0, 1).
+                self.pos[k].copy_(z)
+            else:
+                # Std 0.02 (the ViT convention) clipped, not truncated: the ~4.6% of draws
+                # beyond two std sit exactly at +-0.04.
+                self.pos[k].copy_((z * 0.02).clamp(-0.04, 0.04))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         S, B, C, H, W = x.shape
@@ -164,6 +232,8 @@ class CFFViT(nn.Module):
     Args:
         ensemble: number of independent seeds S held side by side.
         embed_dim, depth, heads, patch_size, mlp_ratio, image_size, in_chans: architecture.
+        init: "original" (the original CFF code's initialisation) or "small" (earlier
+            cffaudit versions'); see the module docstring.
     """
 
     def __init__(
@@ -177,12 +247,14 @@ class CFFViT(nn.Module):
         mlp_ratio: float = 2.0,
         image_size: int = 32,
         in_chans: int = 3,
+        init: str = "original",
     ) -> None:
         super().__init__()
         self.ensemble = ensemble
         self.embed_dim = embed_dim
-        self.embed = PatchEmbed(ensemble, image_size, patch_size, in_chans, embed_dim)
-        self.blocks = nn.ModuleList(Block(ensemble, embed_dim, heads, mlp_ratio) for _ in range(depth))
+        self.init = check_init(init)
+        self.embed = PatchEmbed(ensemble, image_size, patch_size, in_chans, embed_dim, init)
+        self.blocks = nn.ModuleList(Block(ensemble, embed_dim, heads, mlp_ratio, init) for _ in range(depth))
 
     @property
     def depth(self) -> int:

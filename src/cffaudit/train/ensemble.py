@@ -52,7 +52,8 @@ def build_model(cfg: RunConfig, init_seeds: Sequence[int], device: torch.device)
     (on the CPU, so a seed's weights are the same on every device), on `device`."""
     m = cfg.model
     model = CFFViT(ensemble=len(init_seeds), embed_dim=m.embed_dim, depth=m.depth, heads=m.heads,
-                   patch_size=m.patch_size, mlp_ratio=m.mlp_ratio, image_size=m.image_size, in_chans=m.in_chans)
+                   patch_size=m.patch_size, mlp_ratio=m.mlp_ratio, image_size=m.image_size, in_chans=m.in_chans,
+                   init=m.init)
     model.init_weights([generator(s) for s in init_seeds])
     return model.to(device)
 
