@@ -29,6 +29,15 @@ PROBE_AUGMENT = ("view", "none")
 MODEL_INITS = ("original", "small")  # cffaudit.model.vit.INITS; config must not import torch
 DEVICES = ("auto", "cpu", "cuda")
 
+#: The training protocol the defaults of ``RunConfig`` describe; raise it whenever a
+#: default changes what a run trains (see
+#: ``cffaudit.experiments.identity``); every result.json records it as ``protocol``.
+#:   1: (no key in the identity) the first release.
+#:   2: normalisation by the original CFF code's constants (``data.normalization:
+#:      original``; CIFAR std 0.2023/0.1994/0.2010, and CIFAR-10's constants for
+#:      CIFAR-100), and the original code's initialisation of the model.
+PROTOCOL_VERSION = 2
+
 
 @dataclass(frozen=True)
 class DataConfig:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from cffaudit.atomic import atomic_write_json
+from cffaudit.config import PROTOCOL_VERSION
 
 #: loss.temperature values that trigger the failure modes below.
 FAIL_TEMPERATURE = 0.77  # returns status "failed", as train_run does on NaN loss
@@ -42,11 +43,11 @@ def fake_train_run(cfg, out_dir, *, resume=False, progress=False):
     if cfg.loss.temperature == RAISE_TEMPERATURE:
         raise RuntimeError("fake programming error")
     if cfg.loss.temperature == FAIL_TEMPERATURE:
-        result = {"status": "failed", "error": "TrainingDiverged: non-finite loss (fake)", "traceback": "tb",
+        result = {"status": "failed", "protocol": PROTOCOL_VERSION, "error": "TrainingDiverged: non-finite loss (fake)", "traceback": "tb",
                   "config": {**cfg.resolved()}, "test_acc": None, "best_val_acc": None}
     else:
         acc = fake_accuracy(cfg)
-        result = {"status": "done", "error": None, "traceback": None, "config": cfg.resolved(),
+        result = {"status": "done", "protocol": PROTOCOL_VERSION, "error": None, "traceback": None, "config": cfg.resolved(),
                   "test_acc": acc, "best_val_acc": acc + 1, "history": [], "timing": {"total_s": delay}}
     atomic_write_json(out / "result.json", result)
     return result

@@ -183,16 +183,31 @@ def test_a_version_1_store_is_migrated_when_opened(v1_store):
     assert st.integrity_ok()
 
 
-def test_a_version_1_store_is_swept_and_analysed_after_migration(v1_store):
+def test_a_version_1_store_is_analysed_after_migration_and_swept_with_its_own_protocol(v1_store, monkeypatch):
     store, _ = v1_store
-    spec = ExperimentSpec.load(store / "spec.yaml")
-    report = run_sweep(spec, store, train_fn=fake_train_seeds, **quiet())
-    assert report.trained == 0 and report.done == 2 and report.failed == 4
+    # Its runs were trained under protocol 1 (before the original code's normalisation and
+    # initialisation became the defaults): analysis reads them as they are...
     assert sorted(r["test_acc"] for r in load_store_results(store)) == [51.52, 52.52]
     failed = [r for r in load_store_results(store, status=None) if r["status"] == "failed"]
     assert sorted(r["error"].split(":")[0] for r in failed) == ["TrainingDiverged"] * 2 + ["WorkerCrashedError"] * 2
+    # ...but a sweep under protocol 2 would train other runs: refused, saying why and what to do.
+    spec = ExperimentSpec.load(store / "spec.yaml")
+    with pytest.raises(StoreError, match="training protocol 1.*protocol 2.*analyze --store.*new --store"):
+        run_sweep(spec, store, train_fn=fake_train_seeds, **quiet())
+    # Under its own protocol the migrated store sweeps as before: nothing retrained, failures retried.
+    import cffaudit.experiments.identity as identity
+    import cffaudit.experiments.store_schema as schema
+
+    monkeypatch.setattr(identity, "identity_dict", _protocol_1(identity.identity_dict))
+    monkeypatch.setattr(schema, "PROTOCOL_VERSION", 1)
+    report = run_sweep(spec, store, train_fn=fake_train_seeds, **quiet())
+    assert report.trained == 0 and report.done == 2 and report.failed == 4
     retry = run_sweep(spec, store, train_fn=fake_train_seeds, **quiet(retry_failed=True))
     assert retry.trained == 4 and retry.done == 3 and retry.failed == 3  # temperature 0.77 diverges again
+
+
+def _protocol_1(identity_dict):
+    return lambda cfg, protocol=1: identity_dict(cfg, 1)
 
 
 def test_a_version_1_store_is_not_migrated_under_a_running_sweep(v1_store):

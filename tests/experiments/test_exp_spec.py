@@ -12,6 +12,7 @@ from cffaudit.experiments.identity import (
     PROTOCOL_VERSION,
     canonical_config,
     identity_dict,
+    result_protocol,
     run_id,
     stable_hash,
 )
@@ -208,6 +209,10 @@ def test_protocol_2_gives_every_earlier_run_a_new_id(updates, old_id):
     # The old id is the same identity without the protocol key: nothing else moved.
     old_ident = {k: v for k, v in identity_dict(cfg).items() if k != "protocol"}
     assert stable_hash(old_ident)[:12] == old_id
+    # ...which is what a result that records no protocol (trained before it) is read back as,
+    # so a store made before protocol 2 still finds its results.
+    assert run_id(cfg, protocol=result_protocol({"status": "done"})) == old_id
+    assert run_id(cfg, protocol=result_protocol({"protocol": 2})) == run_id(cfg)
 
 
 def test_normalization_is_part_of_the_identity_only_when_not_the_default():

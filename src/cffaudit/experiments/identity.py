@@ -35,19 +35,12 @@ import hashlib
 import json
 from typing import Any
 
-from cffaudit.config import NON_RESULT_KEYS, RunConfig, flatten_paths
+from cffaudit.config import NON_RESULT_KEYS, PROTOCOL_VERSION, RunConfig, flatten_paths
 from cffaudit.loss.variants import gradient_neutral_margins
 
 #: Margins whose gradient does not depend on the margin values (from the variants' classes).
 GRADIENT_NEUTRAL_MARGINS = gradient_neutral_margins()
 
-#: The training protocol the defaults of ``RunConfig`` describe; raise it whenever a
-#: default changes what a run trains (see the module docstring).
-#:   1: (no key in the identity) the first release.
-#:   2: normalisation by the original CFF code's constants (``data.normalization:
-#:      original``; CIFAR std 0.2023/0.1994/0.2010, and CIFAR-10's constants for
-#:      CIFAR-100), and the original code's initialisation of the model.
-PROTOCOL_VERSION = 2
 
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
@@ -74,19 +67,23 @@ def canonical_config(cfg: RunConfig) -> RunConfig:
     return cfg.override(updates) if updates else cfg
 
 
-def identity_dict(cfg: RunConfig) -> dict[str, Any]:
+def identity_dict(cfg: RunConfig, protocol: int = PROTOCOL_VERSION) -> dict[str, Any]:
     """The flat {dotted.path: value} mapping that defines a run's identity.
 
-    It holds ``protocol`` (``PROTOCOL_VERSION``) and every resolved value that differs
-    from the default config's.
+    It holds ``protocol`` and every resolved value that differs from the default
+    config's. ``protocol`` is ``PROTOCOL_VERSION`` for a run trained now; a result
+    trained under protocol 1 (which recorded none) gets its id back with
+    ``protocol=1``, whose identity had no protocol key.
     """
     flat = flatten_paths(canonical_config(cfg).resolved())
     for key in NON_RESULT_KEYS + _SPELLING_KEYS:
         flat.pop(key, None)
     default = _default_identity()
     ident = {k: _normalise(v) for k, v in sorted(flat.items()) if _normalise(v) != default.get(k, _MISSING)}
+    if protocol == 1:
+        return ident
     # Not a config path ("protocol" has no dot), so it cannot collide with one.
-    return {"protocol": PROTOCOL_VERSION, **ident}
+    return {"protocol": protocol, **ident}
 
 
 @functools.cache
@@ -95,9 +92,18 @@ def _default_identity() -> dict[str, Any]:
     return {k: _normalise(v) for k, v in flatten_paths(canonical_config(RunConfig()).resolved()).items()}
 
 
-def run_id(cfg: RunConfig) -> str:
-    """Short stable hex id of a run (config and seed); see the module docstring."""
-    return _hash(identity_dict(cfg))[:ID_LENGTH]
+def run_id(cfg: RunConfig, protocol: int = PROTOCOL_VERSION) -> str:
+    """Short stable hex id of a run (config and seed); see the module docstring.
+
+    ``protocol``: the training protocol the run was trained under (a result records
+    it as ``protocol``; results without it were trained under protocol 1).
+    """
+    return _hash(identity_dict(cfg, protocol))[:ID_LENGTH]
+
+
+def result_protocol(result: dict[str, Any]) -> int:
+    """The training protocol a result.json was trained under (1 when it records none)."""
+    return int(result.get("protocol") or 1)
 
 
 def condition_key(cfg: RunConfig) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cffaudit.config import RESULT_NAME, RunConfig
+from cffaudit.experiments.identity import result_protocol
 from cffaudit.experiments.identity import run_id as compute_run_id
 
 #: The status of a run that the store records as done but whose result.json cannot
@@ -77,7 +78,9 @@ def finished_problem(result: dict[str, Any], run_id: str) -> Optional[str]:
     if float_or_none(result.get("test_acc")) is None:
         return "has no numeric test_acc"
     try:
-        same = compute_run_id(RunConfig.from_dict(result.get("config") or {})) == run_id
+        # Under the protocol it was trained with: a store made before protocol 2 keeps
+        # its ids, and its results stay readable (a new sweep of it is another design).
+        same = compute_run_id(RunConfig.from_dict(result.get("config") or {}), result_protocol(result)) == run_id
     except ValueError:
         same = False
     return None if same else "belongs to another run (its config does not give this run id)"

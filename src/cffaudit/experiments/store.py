@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from cffaudit.atomic import atomic_write_text
-from cffaudit.config import RESULT_NAME
+from cffaudit.config import PROTOCOL_VERSION, RESULT_NAME
 from cffaudit.experiments.lock import now_iso, sweep_lock, worker_name
 from cffaudit.experiments.outcomes import MISSING, MISSING_CONSEQUENCE, Outcome, outcome_of
 from cffaudit.experiments.store_schema import (
@@ -131,6 +131,7 @@ class RunStore:
                     "schema_version": str(SCHEMA_VERSION),
                     "spec_name": spec_name,
                     "design_hash": design_hash,
+                    "protocol": str(PROTOCOL_VERSION),
                     "factors": json.dumps(factors),
                     "factor_paths": json.dumps(factor_paths),
                     "created": now_iso(),

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from cffaudit.config import RESULT_NAME
+from cffaudit.config import PROTOCOL_VERSION, RESULT_NAME
 
 class StoreError(ValueError):
     """A store that cannot be used as asked; the message says what to do instead.
@@ -101,6 +101,14 @@ def damaged_message(root: Path, exc: BaseException) -> str:
 def check_design(root: Path, meta: dict[str, Any], design_hash: str, source: Any = None) -> None:
     """Refuse a spec whose design (hash) is not the one the store at `root` was made for."""
     if meta.get("design_hash") != design_hash:
+        protocol = int(meta.get("protocol") or 1)  # stores made before protocol 2 recorded none
+        if protocol != PROTOCOL_VERSION:
+            raise StoreError(
+                f"{root} holds runs trained under training protocol {protocol}, and this cffaudit trains "
+                f"under protocol {PROTOCOL_VERSION} (other defaults: see PROTOCOL_VERSION in cffaudit.config), "
+                "so its runs cannot be continued or extended; `cffaudit analyze --store` and `report` still "
+                f"read them as they are: sweep into a new --store directory"
+            )
         factors = meta.get("factors", "[]")
         factors = json.loads(factors) if isinstance(factors, str) else factors
         raise StoreError(

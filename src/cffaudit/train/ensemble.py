@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cffaudit.config import RunConfig
+from cffaudit.config import PROTOCOL_VERSION, RunConfig
 from cffaudit.model import CFFViT
 from cffaudit.provenance import environment
 from cffaudit.train import stage1 as s1
@@ -184,6 +184,7 @@ class Ensemble:
                 err = "stage 2 has 0 epochs: no probe was trained, so there is no accuracy to report"
             out.append(_finite_or_none({
                 "status": "done" if done else "failed",
+                "protocol": PROTOCOL_VERSION,
                 "error": err,
                 "traceback": tb,
                 "config": {**self.cfg.resolved(), "seed": seed},
