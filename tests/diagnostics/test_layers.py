@@ -39,8 +39,17 @@ def test_epoch_stats_pool_car_over_positive_pairs_and_average_the_rest():
               grad_norms=t(5.0, 6.0))
     (a,), (b,) = stats.records(val_loss=t(0.7, 0.8))
     assert a == {"layer": 0, "loss": 2.0, "car": 5 / 40, "pos_pairs": 40, "grad_norm": 4.0, "grad_norm_last": 5.0,
-                 "anchors_without_positives": 1, "val_loss": pytest.approx(0.7)}
+                 "anchors_without_positives": 1, "val_loss": pytest.approx(0.7), "gate_mean": None}
     # A step without positive pairs (CAR NaN) adds nothing to the pooled rate.
     assert b["car"] == 2 / 8 and b["pos_pairs"] == 8 and b["anchors_without_positives"] == 4
     empty = EpochStats(layers=1, ensemble=1, device=torch.device("cpu")).records()
     assert math.isnan(empty[0][0]["car"]) and "val_loss" not in empty[0][0]
+
+
+def test_epoch_stats_average_a_gated_links_gate_over_steps():
+    stats = EpochStats(layers=2, ensemble=1, device=torch.device("cpu"))
+    t = lambda *v: torch.tensor([[x] for x in v])  # noqa: E731  (L=2, S=1)
+    for gate in (t(0.2, 0.6), t(0.4, 0.0)):
+        stats.add(loss=t(1.0, 1.0), car=t(0.0, 0.0), pos_pairs=t(1, 1), anchors_without_pos=t(0, 0), gate=gate)
+    (recs,) = stats.records()
+    assert [r["gate_mean"] for r in recs] == [pytest.approx(0.3), pytest.approx(0.3)]

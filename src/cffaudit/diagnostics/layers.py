@@ -30,10 +30,12 @@ def block_grad_norms(layer_params: Sequence[Iterable[torch.nn.Parameter]], ensem
 
 
 class EpochStats:
-    """Running sums of per-layer loss, CAR, positive pairs and gradient norms.
+    """Running sums of per-layer loss, CAR, positive pairs, gradient norms and link gates.
 
     CAR is pooled over the epoch as saturated pairs / positive pairs, so batches with
-    more positive pairs weigh more, as in the paper's per-layer rates.
+    more positive pairs weigh more, as in the paper's per-layer rates. ``gate_mean`` (a
+    gated link's mean per-anchor gate, WEINCE's lambda) is the mean over steps, and None
+    when no step reported a gate (the standard link).
     """
 
     def __init__(self, layers: int, ensemble: int, device: torch.device) -> None:
@@ -41,6 +43,7 @@ class EpochStats:
         self.loss_sum, self.saturated, self.pos_pairs = z(), z(), z()
         self.grad_sum, self.grad_last = z(), z()
         self.anchors_without_pos = z()
+        self.gate_sum: torch.Tensor | None = None
         self.steps = 0
 
     def add(
@@ -50,6 +53,7 @@ class EpochStats:
         pos_pairs: torch.Tensor,
         anchors_without_pos: torch.Tensor,
         grad_norms: torch.Tensor | None = None,
+        gate: torch.Tensor | None = None,
     ) -> None:
         """Add one step; every argument is (L, S) on the device."""
         pos = pos_pairs.double()
@@ -60,6 +64,9 @@ class EpochStats:
         if grad_norms is not None:
             self.grad_sum += grad_norms.double()
             self.grad_last.copy_(grad_norms.double())
+        if gate is not None:
+            g = gate.detach().double()
+            self.gate_sum = g if self.gate_sum is None else self.gate_sum + g
         self.steps += 1
 
     def records(self, val_loss: torch.Tensor | None = None) -> list[list[dict]]:
@@ -69,6 +76,8 @@ class EpochStats:
                  self.anchors_without_pos]
         if val_loss is not None:
             parts.append(val_loss.double())
+        if self.gate_sum is not None:
+            parts.append(self.gate_sum / n)
         host = torch.stack(parts).cpu().tolist()  # (K, L, S)
         layers, ensemble = self.loss_sum.shape
         out: list[list[dict]] = []
@@ -87,6 +96,7 @@ class EpochStats:
                 }
                 if val_loss is not None:
                     rec["val_loss"] = host[6][l][k]
+                rec["gate_mean"] = host[-1][l][k] if self.gate_sum is not None else None
                 recs.append(rec)
             out.append(recs)
         return out
