@@ -319,6 +319,24 @@ CHECKPOINT_NAME = "checkpoint.pt"
 NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
 
 
+#: Config fields added after results were first stored, whose defaults train what a result
+#: stored without them was trained with (so run ids left them out): readers of stored
+#: results fill them in (``added_field_defaults``), so that the report does not split runs
+#: into designs by a key that only the newer results spell out.
+ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince")
+
+
+@functools.cache
+def _added_field_defaults() -> tuple[tuple[str, Any], ...]:
+    flat = flatten_paths(RunConfig().to_dict())
+    return tuple((k, v) for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in ADDED_FIELDS))
+
+
+def added_field_defaults() -> dict[str, Any]:
+    """{dotted.path: default} of every field in ``ADDED_FIELDS`` (a fresh dict)."""
+    return dict(_added_field_defaults())
+
+
 def flatten_paths(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested dict as {dotted.path: leaf value} (empty sub-dicts leave no key)."""
     out: dict[str, Any] = {}
