@@ -131,10 +131,18 @@ def weince_loop(z, labels, margin, variant, tau, p: WeinceParams):
         if not positives:
             continue
         acc = 0.0
+        hardest = sorted((a for a in range(n) if diff[i][a]), key=lambda a: -float(sims[i][a].detach()))
         for j in positives:
             lp = g[j] - log_denom
             if variant == "subtract":
                 lp = lp - margin / tau
+            # Auxiliary terms: -log softmax of the positive over [j | the M hardest negatives].
+            for weight, top_m, logit in ((p.weib_weight, p.weib_top_m,
+                                          lambda s: -p.weib_beta * torch.log(1 - torch.clamp(s, max=1 - p.eps))),
+                                         (p.pl_weight, p.pl_top_m, lambda s: s / tau)):
+                if weight > 0:
+                    cands = [logit(sims[i][j])] + [logit(sims[i][a]) for a in hardest[:top_m]]
+                    lp = lp - weight * (torch.log(sum(torch.exp(c) for c in cands)) - cands[0])
             acc = acc + lp
         total = total - acc / len(positives)
         anchors += 1
@@ -152,13 +160,15 @@ def make_batch(n=24, d=8, classes=3, dtype=torch.float64, seed=0):
 
 
 @pytest.mark.parametrize("variant", ["clamp", "subtract", "none"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_weince_loss_and_gradient_equal_the_loop(variant, seed):
+@pytest.mark.parametrize(("seed", "params"), [(0, WeinceParams()), (1, WeinceParams()), (2, WeinceParams()),
+                                              (3, WeinceParams(weib_weight=0.5, pl_weight=0.3, weib_top_m=5,
+                                                               pl_top_m=7, kappa_rho=5.0, q=0.5))])
+def test_weince_loss_and_gradient_equal_the_loop(variant, seed, params):
     x, labels = make_batch(seed=seed)
-    p = WeinceParams()
+    p = params
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)
-    out = supcon_loss(F.normalize(x1, dim=-1), labels, margin=0.4, variant=variant, link="weince")
+    out = supcon_loss(F.normalize(x1, dim=-1), labels, margin=0.4, variant=variant, link=WeinceLink(p))
     ref = weince_loop(F.normalize(x2, dim=-1), labels, 0.4, variant, 0.15, p)
     assert float(out.loss.detach()) == pytest.approx(float(ref.detach()), abs=1e-12)
     out.loss.backward()
@@ -294,3 +304,15 @@ def test_links_module_imports_no_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_auxiliary_terms_stay_finite_without_negatives():
+    # One class: no negatives for any anchor; the top-M terms see only the positive (loss 0).
+    x, _ = make_batch(n=8, seed=8)
+    xv = x.clone().requires_grad_(True)
+    link = WeinceLink(WeinceParams(weib_weight=0.5, pl_weight=0.5, weib_top_m=3, pl_top_m=3))
+    out = supcon_loss(F.normalize(xv, dim=-1), torch.zeros(8, dtype=torch.long), margin=0.4, link=link)
+    plain = supcon_loss(F.normalize(x, dim=-1), torch.zeros(8, dtype=torch.long), margin=0.4)
+    out.loss.backward()
+    assert float(out.loss.detach()) == pytest.approx(float(plain.loss), abs=1e-12)
+    assert torch.isfinite(xv.grad).all()

@@ -7,9 +7,11 @@ variant, a saturated positive (s' = 1, a constant) has no gradient through its o
 under any link, and subtract stays a per-anchor constant, gradient-neutral.
 
 * ``standard``: l_ij = s'_ij / tau (the seed paper's loss).
-* ``weince``: the bounded-similarity correction of WEINCE (arXiv 2606.00262, as its public
-  code implements it; /work/shared/specs/WEINCE.md), for the supervised, multi-positive
-  loss as section 4 of that file proposes. Per anchor i, from its negatives (views of
+* ``weince``: the bounded-similarity correction of WEINCE (Erol et al., arXiv 2606.00262,
+  as its public code github.com/hsme98/weince implements it, policy ``tlambda_select``),
+  carried over to the supervised, multi-positive loss (a proposal, not from the paper or
+  its code: negatives are the views of another class, one gate per anchor shared by all
+  its positives, SupCon's mean over positives). Per anchor i, from its negatives (views of
   another class) only and with every statistic stop-gradient: rho_i = 1 - max_j s_ij; a
   Weibull-vs-Gumbel tail evidence Delta_i from two least-squares fits on its k hardest
   negatives; a batch pivot rho0 (the q-quantile of rho over anchors); the gate
