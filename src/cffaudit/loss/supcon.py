@@ -105,6 +105,7 @@ def supcon_loss(
     # where() instead of multiplying by the mask: the diagonal holds -inf, and 0 * -inf is NaN.
     pos_sum = torch.where(pos, log_prob, 0.0).sum(dim=-1)
     mean_log_prob_pos = pos_sum / n_pos.clamp(min=1)
+    # A link's own per-anchor term (WEINCE's optional top-M terms), added to -mean log p.
     extra = link.extra_loss(sim_m, pos, neg, temperature)  # (..., N) or None
     if extra is not None:
         mean_log_prob_pos = mean_log_prob_pos - extra
