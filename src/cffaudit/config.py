@@ -18,10 +18,12 @@ from typing import Any, Literal, Optional, Sequence
 # The datasets and margin variants are defined by their registries (torch-free modules,
 # so this one stays importable without torch); the names here are views of them.
 from cffaudit.data.sources import DATASETS, DEFAULT_NORMALIZATION, NORMALIZATIONS, SOURCES
-from cffaudit.loss.margins import MARGIN_SCHEDULES, layer_margins
+from cffaudit.loss.links import LINKS, WeinceParams
+from cffaudit.loss.margins import MARGIN_SCHEDULES, MARGIN_SHAPES, layer_margins
 from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
 
 MARGINS = tuple(MARGIN_VARIANTS)
+LINK_NAMES = tuple(LINKS)
 # augment.PRESETS with "auto" (the dataset's default preset); tests/data/test_sources.py
 # checks the two agree, since the presets module imports torch.
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
@@ -77,7 +79,13 @@ class LossConfig:
     margin_schedule: str = "standard"
     m0: Optional[float] = None
     mL: Optional[float] = None
+    # How the margins run from m0 to mL over the blocks (a name of MARGIN_SHAPES) and the
+    # shape's parameter k (> 0; the linear shape ignores it).
+    margin_shape: str = "linear"
+    margin_k: float = 1.0
     temperature: float = 0.15
+    link: str = "standard"  # a name of LINK_NAMES: how similarities become logits
+    weince: WeinceParams = field(default_factory=WeinceParams)  # used by link "weince" only
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,9 @@ class RunConfig:
 
     # -- derived values -------------------------------------------------------------
     def margins(self) -> list[float]:
-        """Per-block margins m_l, linear from m0 (block 0) to mL (last block)."""
-        return layer_margins(self.loss.margin_schedule, self.model.depth, m0=self.loss.m0, mL=self.loss.mL)
+        """Per-block margins m_l from m0 (block 0) to mL (last block), along the margin shape."""
+        return layer_margins(self.loss.margin_schedule, self.model.depth, m0=self.loss.m0, mL=self.loss.mL,
+                             shape=self.loss.margin_shape, k=self.loss.margin_k)
 
     def augment_preset(self) -> str:
         return resolve_augment(self.data.dataset, self.data.augment)
@@ -193,6 +202,8 @@ def validate(cfg: RunConfig) -> None:
     choice("loss.margin", cfg.loss.margin, MARGINS)
     choice("loss.stability", cfg.loss.stability, STABILITIES)
     choice("loss.margin_schedule", cfg.loss.margin_schedule, tuple(MARGIN_SCHEDULES))
+    choice("loss.margin_shape", cfg.loss.margin_shape, tuple(MARGIN_SHAPES))
+    choice("loss.link", cfg.loss.link, LINK_NAMES)
     choice("stage1.step_order", cfg.stage1.step_order, ("auto", "per_block", "fused"))
     choice("stage1.select", cfg.stage1.select, ("last", "best_val_loss"))
     choice("perf.precision", cfg.perf.precision, ("auto", "fp32", "bf16"))
@@ -220,6 +231,9 @@ def validate(cfg: RunConfig) -> None:
         v = getattr(cfg.loss, name)
         if v is not None and not (0.0 <= v <= 2.0):
             raise ValueError(f"loss.{name}: a margin must lie in [0, 2], got {v!r}")
+    positive("loss.margin_k", cfg.loss.margin_k)
+    cfg.margins()  # a shape that cannot run between these end points raises here, not mid-run
+    cfg.loss.weince.validate("loss.weince.")
     for stage in ("stage1", "stage2"):
         s = getattr(cfg, stage)
         if s.epochs < 0:
@@ -317,6 +331,24 @@ CHECKPOINT_NAME = "checkpoint.pt"
 #: Dotted config paths that never change a trained model or its accuracy: left out of
 #: run ids (experiments.identity) and of the config a checkpoint must match (train.run).
 NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
+
+
+#: Config fields added after results were first stored, whose defaults train what a result
+#: stored without them was trained with (so run ids left them out): readers of stored
+#: results fill them in (``added_field_defaults``), so that the report does not split runs
+#: into designs by a key that only the newer results spell out.
+ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince")
+
+
+@functools.cache
+def _added_field_defaults() -> tuple[tuple[str, Any], ...]:
+    flat = flatten_paths(RunConfig().to_dict())
+    return tuple((k, v) for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in ADDED_FIELDS))
+
+
+def added_field_defaults() -> dict[str, Any]:
+    """{dotted.path: default} of every field in ``ADDED_FIELDS`` (a fresh dict)."""
+    return dict(_added_field_defaults())
 
 
 def flatten_paths(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

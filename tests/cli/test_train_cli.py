@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -40,6 +41,10 @@ def test_train_several_seeds_writes_one_folder_each(tmp_path):
         (["--seeds", "5-2"], "--seeds: range '5-2' runs backwards"),
         (["--seeds", "1,x"], "--seeds: cannot read"),
         (["--margin-schedule", "steep"], "loss.margin_schedule"),
+        (["--margin-shape", "steep"], "loss.margin_shape: 'steep' is not one of"),
+        (["--margin-k", "0"], "loss.margin_k: must be > 0"),
+        (["--link", "probit"], "loss.link: 'probit' is not one of"),
+        (["--set", "loss.weince.q=2"], "loss.weince.q: must be a quantile"),
     ],
 )
 def test_bad_input_is_a_clear_one_line_error(tmp_path, capsys, flags, message):
@@ -96,3 +101,31 @@ def test_without_paths_drops_dotted_paths_and_copies():
     d = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}
     assert without_paths(d, ["a.c.d", "f", "x.y"]) == {"a": {"b": 1, "c": {"e": 3}}}
     assert d == {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}  # the input is untouched
+
+
+@pytest.mark.parametrize("flags", [["--margin-shape", "parabolic", "--margin-k", "1.5"],
+                                   ["--margin-shape", "cosine"],
+                                   ["--margin-shape", "exponential", "--mL", "0.05"],
+                                   ["--link", "weince", "--margin-shape", "cosine"]])
+def test_margin_shapes_and_the_weince_link_train_with_finite_losses(tmp_path, flags):
+    rc = main(["train", *TINY_FLAGS, *flags, "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    loss_cfg = res["config"]["loss"]
+    assert res["status"] == "done"
+    assert len(loss_cfg["margins"]) == 2 and loss_cfg["margins"][0] == pytest.approx(0.4)
+    layers = [rec for h in res["history"] if h["stage"] == 1 for rec in h["layers"]]
+    assert layers and all(math.isfinite(rec["loss"]) for rec in layers)
+    if "--link" in flags:
+        assert loss_cfg["link"] == "weince" and loss_cfg["weince"]["q"] == 0.2
+        assert all(0.0 <= rec["gate_mean"] <= 1.0 for rec in layers)
+    else:
+        assert loss_cfg["margin_shape"] == flags[1] and all(rec["gate_mean"] is None for rec in layers)
+
+
+def test_margin_shape_and_link_flags_list_their_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "linear | parabolic | cosine | exponential" in out and "standard | weince" in out
+    assert "--margin-k" in out

@@ -40,7 +40,8 @@ def test_epoch_stats_pool_car_over_positive_pairs_and_average_the_rest():
               grad_norms=t(5.0, 6.0))
     (a,), (b,) = stats.records(val_loss=t(0.7, 0.8))
     assert a == {"layer": 0, "loss": 2.0, "car": 5 / 40, "car_batch_mean": 0.25, "pos_pairs": 40, "grad_norm": 4.0,
-                 "grad_norm_last": 5.0, "anchors_without_positives": 1, "val_loss": pytest.approx(0.7)}
+                 "grad_norm_last": 5.0, "anchors_without_positives": 1, "val_loss": pytest.approx(0.7),
+                 "gate_mean": None}
     # A step without positive pairs (CAR NaN) adds nothing to the pooled rate.
     assert b["car"] == 2 / 8 and b["pos_pairs"] == 8 and b["anchors_without_positives"] == 4
     assert b["car_batch_mean"] == 0.25  # ... nor to the per-batch mean
@@ -83,3 +84,12 @@ def test_epoch_car_pooled_and_batch_mean_equal_a_direct_count_over_two_batches_o
             assert rec["car_batch_mean"] == pytest.approx((sat[0] / pos[0] + sat[1] / pos[1]) / 2, abs=1e-12)
     # The two differ wherever the batches' rates differ (the small batch weighs more in the mean).
     assert any(abs(r["car"] - r["car_batch_mean"]) > 0.01 for recs in records for r in recs)
+
+
+def test_epoch_stats_average_a_gated_links_gate_over_steps():
+    stats = EpochStats(layers=2, ensemble=1, device=torch.device("cpu"))
+    t = lambda *v: torch.tensor([[x] for x in v])  # noqa: E731  (L=2, S=1)
+    for gate in (t(0.2, 0.6), t(0.4, 0.0)):
+        stats.add(loss=t(1.0, 1.0), car=t(0.0, 0.0), pos_pairs=t(1, 1), anchors_without_pos=t(0, 0), gate=gate)
+    (recs,) = stats.records()
+    assert [r["gate_mean"] for r in recs] == [pytest.approx(0.3), pytest.approx(0.3)]

@@ -231,6 +231,54 @@ def test_subtract_margin_stays_canonicalised_out_of_run_ids():
     assert run_id(clamp.override({"loss.margin_schedule": "low"})) != run_id(clamp)
 
 
+SHAPES = [("linear", 1.0), ("linear", 2.0), ("parabolic", 1.0), ("parabolic", 2.5), ("cosine", 1.0),
+          ("cosine", 0.5), ("exponential", 1.0), ("exponential", 3.0)]
+
+
+@pytest.mark.parametrize(("shape", "k"), SHAPES)
+@pytest.mark.parametrize("link", ["standard", "weince"])
+def test_subtract_margin_stays_canonicalised_out_of_run_ids_for_every_shape(shape, k, link):
+    base = RunConfig().override({"loss.margin": "subtract", "loss.link": link, "seed": 1})
+    shaped = base.override({"loss.margin_shape": shape, "loss.margin_k": k, "loss.mL": 0.05})
+    assert run_id(shaped) == run_id(base)
+    assert "loss.margins" not in identity_dict(shaped)
+
+
+def test_margin_shape_enters_the_id_through_the_resolved_margins():
+    clamp = RunConfig().override({"seed": 1})
+    ids = {run_id(clamp.override({"loss.margin_shape": s, "loss.margin_k": k})) for s, k in SHAPES}
+    # linear ignores k, so linear k=2 is the default run; the other six shapes are new runs.
+    assert run_id(clamp.override({"loss.margin_shape": "linear", "loss.margin_k": 2.0})) == run_id(clamp)
+    assert len(ids) == 7
+    ident = identity_dict(clamp.override({"loss.margin_shape": "cosine"}))
+    assert "loss.margin_shape" not in ident and "loss.margin_k" not in ident and "loss.margins" in ident
+    # Parabolic with k = 1/2 is the linear schedule: the same margins, the same run.
+    assert run_id(clamp.override({"loss.margin_shape": "parabolic", "loss.margin_k": 0.5})) == run_id(clamp)
+
+
+def test_defaults_of_the_new_loss_fields_leave_run_ids_unchanged():
+    # The pinned id of test_run_id_is_stable_and_ignores_non_result_settings, spelt out.
+    cfg = RunConfig().override({"seed": 3, "loss.margin_shape": "linear", "loss.margin_k": 1.0,
+                                "loss.link": "standard"})
+    assert run_id(cfg) == "18181b1f6828"
+    assert not any(k.startswith(("loss.link", "loss.weince", "loss.margin_")) for k in identity_dict(cfg))
+
+
+def test_weince_settings_are_part_of_the_id_only_when_used():
+    base = RunConfig().override({"seed": 1})
+    weince = base.override({"loss.link": "weince"})
+    assert identity_dict(weince)["loss.link"] == "weince" and run_id(weince) != run_id(base)
+    # Under the standard link the WEINCE hyperparameters train nothing.
+    assert run_id(base.override({"loss.weince.kappa_rho": 5.0, "loss.weince.pl_weight": 0.5})) == run_id(base)
+    assert run_id(weince.override({"loss.weince.kappa_rho": 5.0})) != run_id(weince)
+    # An auxiliary term's M and beta matter only when its weight is not 0.
+    assert run_id(weince.override({"loss.weince.weib_top_m": 10, "loss.weince.weib_beta": 2.0})) == run_id(weince)
+    aux = weince.override({"loss.weince.weib_weight": 0.5})
+    assert run_id(aux) != run_id(weince)
+    assert run_id(aux.override({"loss.weince.weib_top_m": 10})) != run_id(aux)
+    assert run_id(aux.override({"loss.weince.pl_top_m": 10})) == run_id(aux)
+
+
 def test_result_config_round_trips_to_the_same_id():
     cfg = canonical_config(RunConfig().override({"loss.margin": "subtract", "loss.margin_schedule": "low", "seed": 2}))
     stored = cfg.resolved()  # what train_run writes into result.json

@@ -119,3 +119,16 @@ def test_paper_runs_are_finished_runs_with_ids():
     frame = paper_runs()
     assert len(frame) == len(per_seed_accuracy()) and (frame["status"] == "done").all()
     assert frame["run_id"].is_unique and frame["run_id"].iloc[0] == "paper:0"
+
+
+def test_results_stored_before_the_loss_fields_were_added_are_one_design_with_newer_ones():
+    old = flatten_result(result_doc("r1", "clamp", "direct", 1, 78.0))
+    new_doc = result_doc("r2", "clamp", "direct", 2, 79.0)
+    new_doc["config"]["loss"].update({"margin_shape": "linear", "margin_k": 1.0, "link": "standard"})
+    new = flatten_result(new_doc)
+    keys = [k for k in new if k.startswith("cfg.loss.")]
+    assert "cfg.loss.link" in keys and "cfg.loss.weince.q" in keys
+    assert all(old[k] == new[k] for k in keys)
+    weince_doc = result_doc("r3", "clamp", "direct", 3, 79.0)
+    weince_doc["config"]["loss"]["link"] = "weince"
+    assert flatten_result(weince_doc)["cfg.loss.link"] == "weince"

@@ -140,3 +140,21 @@ def test_compiled_step_keeps_compiling_run_after_run(monkeypatch):
             spec = LossSpec((m0, 0.2, 0.1), get_margin_variant("clamp"), "detach", 0.15)
             step = Stage1Step(model, torch.optim.SGD(model.parameters(), lr=0.01), spec, order="fused", compile=True)
             assert torch.isfinite(step(x, y))
+
+
+def test_weince_link_reports_its_gate_per_layer():
+    from cffaudit.diagnostics import EpochStats
+    from cffaudit.loss import WeinceLink
+
+    x, y = batch(0)
+    for link, has_gate in ((WeinceLink(), True), (None, False)):
+        model = tiny_model()
+        spec = LossSpec(MARGINS, get_margin_variant("clamp"), "detach", 0.15,
+                        *([link] if link is not None else []))
+        stats = EpochStats(model.depth, 1, torch.device("cpu"))
+        Stage1Step(model, torch.optim.SGD(model.parameters(), lr=0.0), spec, order="per_block")(x, y, stats)
+        gates = [rec["gate_mean"] for rec in stats.records()[0]]
+        if has_gate:
+            assert len(gates) == 3 and all(0.0 <= g <= 1.0 for g in gates)
+        else:
+            assert gates == [None, None, None]

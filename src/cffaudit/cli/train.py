@@ -27,7 +27,12 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
                           " | ".join(f"{n} ({m0}->{mL})" for n, (m0, mL) in C.MARGIN_SCHEDULES.items())),
     "--m0": ("loss.m0", float, "margin of layer 0 (overrides the schedule)"),
     "--mL": ("loss.mL", float, "margin of the last layer (overrides the schedule)"),
+    "--margin-shape": ("loss.margin_shape", str,
+                       f"{' | '.join(C.MARGIN_SHAPES)}: how the margins run from m0 to mL over the blocks (linear)"),
+    "--margin-k": ("loss.margin_k", float, "shape parameter k > 0 of the margin shape (1; linear ignores it)"),
     "--temperature": ("loss.temperature", float, "softmax temperature (0.15)"),
+    "--link": ("loss.link", str, f"{' | '.join(C.LINK_NAMES)}: similarities -> logits (standard: s/tau); "
+                                 "WEINCE's hyperparameters: --set loss.weince.NAME=VALUE"),
     "--embed-dim": ("model.embed_dim", int, "embedding width E (128)"),
     "--depth": ("model.depth", int, "number of blocks (8)"),
     "--heads": ("model.heads", int, "attention heads (4)"),

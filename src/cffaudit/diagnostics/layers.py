@@ -30,12 +30,14 @@ def block_grad_norms(layer_params: Sequence[Iterable[torch.nn.Parameter]], ensem
 
 
 class EpochStats:
-    """Running sums of per-layer loss, CAR, positive pairs and gradient norms.
+    """Running sums of per-layer loss, CAR, positive pairs, gradient norms and link gates.
 
     CAR comes two ways. ``car`` is pooled over the epoch, saturated pairs / positive
     pairs, so batches with more positive pairs weigh more. ``car_batch_mean`` is the mean
     of the per-batch rates, each batch weighing the same, as the seed paper averages CAR
-    over minibatches. A batch without positive pairs (its CAR NaN) enters neither.
+    over minibatches. A batch without positive pairs (its CAR NaN) enters neither. ``gate_mean`` (a
+    gated link's mean per-anchor gate, WEINCE's lambda) is the mean over steps, and None
+    when no step reported a gate (the standard link).
     """
 
     def __init__(self, layers: int, ensemble: int, device: torch.device) -> None:
@@ -44,6 +46,7 @@ class EpochStats:
         self.grad_sum, self.grad_last = z(), z()
         self.anchors_without_pos = z()
         self.car_batch_sum, self.car_batches = z(), z()
+        self.gate_sum: torch.Tensor | None = None
         self.steps = 0
 
     def add(
@@ -53,6 +56,7 @@ class EpochStats:
         pos_pairs: torch.Tensor,
         anchors_without_pos: torch.Tensor,
         grad_norms: torch.Tensor | None = None,
+        gate: torch.Tensor | None = None,
     ) -> None:
         """Add one step; every argument is (L, S) on the device."""
         pos = pos_pairs.double()
@@ -66,6 +70,9 @@ class EpochStats:
         if grad_norms is not None:
             self.grad_sum += grad_norms.double()
             self.grad_last.copy_(grad_norms.double())
+        if gate is not None:
+            g = gate.detach().double()
+            self.gate_sum = g if self.gate_sum is None else self.gate_sum + g
         self.steps += 1
 
     def records(self, val_loss: torch.Tensor | None = None) -> list[list[dict]]:
@@ -75,6 +82,8 @@ class EpochStats:
                  self.anchors_without_pos, self.car_batch_sum, self.car_batches]
         if val_loss is not None:
             parts.append(val_loss.double())
+        if self.gate_sum is not None:
+            parts.append(self.gate_sum / n)
         host = torch.stack(parts).cpu().tolist()  # (K, L, S)
         layers, ensemble = self.loss_sum.shape
         out: list[list[dict]] = []
@@ -94,6 +103,7 @@ class EpochStats:
                 }
                 if val_loss is not None:
                     rec["val_loss"] = host[8][l][k]
+                rec["gate_mean"] = host[-1][l][k] if self.gate_sum is not None else None
                 recs.append(rec)
             out.append(recs)
         return out

@@ -11,14 +11,18 @@ a run twice and results can be shared between experiments:
   streams. Each result records its runtime, and ``cffaudit analyze`` notes a design
   whose runs mix devices or precisions (``--where device=cuda`` keeps one);
 * derived values are compared, not their spellings: ``data.augment: auto`` is the
-  dataset's preset, and a margin schedule is its list of per-block margins;
+  dataset's preset, and a margin schedule (its name, end points, shape and k) is its
+  list of per-block margins;
 * gradient-neutral margins are canonicalised: ``subtract`` only adds a constant per
-  anchor to the loss (the paper's Proposition 4.1) and ``none`` has no margin, so
-  neither can depend on the margin schedule. Their schedule is reset to the default,
+  anchor to the loss (the paper's Proposition 4.1, which holds under every link) and
+  ``none`` has no margin, so neither can depend on the margin schedule. Their schedule
+  (end points, shape and k included) is reset to the default,
   which is why the dose-response experiment's subtract arm has the same ids as the
   standard-schedule factorial's (the paper reused those runs in the same way). Which
   variants are gradient-neutral is their class attribute in ``cffaudit.loss.variants``;
-* the synthetic dataset's sizes only matter for the synthetic dataset.
+* the synthetic dataset's sizes only matter for the synthetic dataset, and the WEINCE
+  hyperparameters (``loss.weince.*``) only for ``loss.link: weince``; among them, an
+  auxiliary term's M (and beta) only when its weight is not 0.
 
 Values equal to the defaults of ``RunConfig`` are left out of the hashed identity,
 so a later version that adds a configuration field with a neutral default keeps the
@@ -30,6 +34,7 @@ which is part of every identity, so all runs trained before it get new ids.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -44,7 +49,7 @@ GRADIENT_NEUTRAL_MARGINS = gradient_neutral_margins()
 
 
 # The schedule spellings are replaced by the resolved `loss.margins` list.
-_SPELLING_KEYS = ("loss.margin_schedule", "loss.m0", "loss.mL")
+_SPELLING_KEYS = ("loss.margin_schedule", "loss.m0", "loss.mL", "loss.margin_shape", "loss.margin_k")
 
 _SYNTHETIC_KEYS = ("synthetic_train", "synthetic_test", "synthetic_classes")
 
@@ -57,14 +62,28 @@ def canonical_config(cfg: RunConfig) -> RunConfig:
     Keeps the settings that do not affect results (device, data location) as given.
     """
     updates: dict[str, Any] = {}
+    default = _default_config()
     if cfg.loss.margin in GRADIENT_NEUTRAL_MARGINS:
-        updates.update({"loss.margin_schedule": "standard", "loss.m0": None, "loss.mL": None})
+        updates.update({"loss.margin_schedule": "standard", "loss.m0": None, "loss.mL": None,
+                        "loss.margin_shape": default.loss.margin_shape, "loss.margin_k": default.loss.margin_k})
+    updates.update(_unused_link_settings(cfg, default))
     if cfg.data.augment == "auto":
         updates["data.augment"] = cfg.augment_preset()
     if cfg.data.dataset != "synthetic":
-        default = RunConfig().data
-        updates.update({f"data.{k}": getattr(default, k) for k in _SYNTHETIC_KEYS})
+        updates.update({f"data.{k}": getattr(default.data, k) for k in _SYNTHETIC_KEYS})
     return cfg.override(updates) if updates else cfg
+
+
+def _unused_link_settings(cfg: RunConfig, default: RunConfig) -> dict[str, Any]:
+    """Updates that reset the WEINCE hyperparameters a run does not use to their defaults."""
+    ours, theirs = cfg.loss.weince, default.loss.weince
+    if cfg.loss.link != "weince":
+        unused = [f.name for f in dataclasses.fields(ours)]
+    else:
+        unused = (["weib_top_m", "weib_beta"] if ours.weib_weight == 0 else []) + (
+            ["pl_top_m"] if ours.pl_weight == 0 else [])
+    return {f"loss.weince.{name}": getattr(theirs, name) for name in unused
+            if getattr(ours, name) != getattr(theirs, name)}
 
 
 def identity_dict(cfg: RunConfig, protocol: int = PROTOCOL_VERSION) -> dict[str, Any]:
@@ -84,6 +103,11 @@ def identity_dict(cfg: RunConfig, protocol: int = PROTOCOL_VERSION) -> dict[str,
         return ident
     # Not a config path ("protocol" has no dot), so it cannot collide with one.
     return {"protocol": protocol, **ident}
+
+
+@functools.cache
+def _default_config() -> RunConfig:
+    return RunConfig()
 
 
 @functools.cache

@@ -1,11 +1,13 @@
-"""Layer-local supervised contrastive loss; the margin variants are in `variants.py`.
+"""Layer-local supervised contrastive loss; the margin variants are in `variants.py`, the links in `links.py`.
 
 Notation (seed paper, Section 4): for the 2B views of a batch, z_i is the L2-normalised
 token mean of view i at one layer, s_ij = z_i . z_j, positives P(i) = {j != i : y_j = y_i}.
 A margin variant may modify the similarities before the logits (clamp) or the
-log-probabilities after them (subtract); everything else is shared:
+log-probabilities after them (subtract); the link maps the modified similarities to
+logits (standard: s' / tau; weince: a gated blend with -log(1 - s')); everything else is
+shared:
 
-    l_ij    = s'_ij / tau
+    l_ij    = link(s'_ij)                (standard: s'_ij / tau)
     l_ij   <- l_ij - max_k l_ik          (max detached or not: the stability mode)
     log p_ij = l_ij - log sum_{k != i} exp(l_ik)
     L       = mean over anchors with positives of  -mean_{j in P(i)} log p'_ij
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cffaudit.loss.links import Link, get_link
 from cffaudit.loss.variants import STABILITIES, MarginVariant, get_margin_variant
 
 # -- the loss --------------------------------------------------------------------------
@@ -36,12 +39,15 @@ class LayerLoss:
             before choosing one. NaN where there are no positive pairs.
         pos_pairs: number of (ordered) positive pairs.
         anchors_without_positives: anchors masked out of the mean.
+        gate: mean over anchors of a gated link's per-anchor gate (WEINCE's lambda;
+            0 for an anchor with too few negatives to fit), None for an ungated link.
     """
 
     loss: torch.Tensor
     car: torch.Tensor
     pos_pairs: torch.Tensor
     anchors_without_positives: torch.Tensor
+    gate: torch.Tensor | None = None
 
 
 def supcon_loss(
@@ -52,6 +58,7 @@ def supcon_loss(
     variant: MarginVariant | str = "clamp",
     stability: str = "detach",
     temperature: float = 0.15,
+    link: Link | str = "standard",
 ) -> LayerLoss:
     """Supervised contrastive loss of one layer, vectorised over anchors and seeds.
 
@@ -62,12 +69,15 @@ def supcon_loss(
         variant: a `MarginVariant` or its registry name.
         stability: "detach" (row max detached) or "direct".
         temperature: tau.
+        link: a `Link` or its registry name ("weince" with its default hyperparameters).
 
     Returns:
         A `LayerLoss` whose tensors have z's leading shape (scalars for a 2-D z).
     """
     if isinstance(variant, str):
         variant = get_margin_variant(variant)
+    if isinstance(link, str):
+        link = get_link(link)
     if stability not in STABILITIES:
         raise ValueError(f"stability: {stability!r} is not one of {list(STABILITIES)}")
     n = z.shape[-2]
@@ -78,7 +88,9 @@ def supcon_loss(
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
     pos = (labels.unsqueeze(-1) == labels.unsqueeze(-2)) & ~eye  # (..., N, N)
 
-    logits = variant.similarities(sim, pos, margin) / temperature
+    sim_m = variant.similarities(sim, pos, margin)
+    neg = ~(pos | eye)
+    logits, gate = link.logits(sim_m, neg, temperature)
     row_max = logits.amax(dim=-1, keepdim=True)
     if stability == "detach":
         row_max = row_max.detach()
@@ -93,6 +105,10 @@ def supcon_loss(
     # where() instead of multiplying by the mask: the diagonal holds -inf, and 0 * -inf is NaN.
     pos_sum = torch.where(pos, log_prob, 0.0).sum(dim=-1)
     mean_log_prob_pos = pos_sum / n_pos.clamp(min=1)
+    # A link's own per-anchor term (WEINCE's optional top-M terms), added to -mean log p.
+    extra = link.extra_loss(sim_m, pos, neg, temperature)  # (..., N) or None
+    if extra is not None:
+        mean_log_prob_pos = mean_log_prob_pos - extra
     n_anchors = has_pos.sum(dim=-1)
     loss = -torch.where(has_pos, mean_log_prob_pos, 0.0).sum(dim=-1)
     loss = loss / n_anchors.clamp(min=1)
@@ -106,4 +122,5 @@ def supcon_loss(
         car=car,
         pos_pairs=pos_pairs,
         anchors_without_positives=(~has_pos).sum(dim=-1),
+        gate=None if gate is None else gate.mean(dim=-1),
     )

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import pandas as pd
 
-from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, flatten_paths
+from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, added_field_defaults, flatten_paths
 
 PathLike = Union[str, Path]
 
@@ -88,7 +88,8 @@ def _config_value(config: dict, path: str) -> Any:
 def _design_config(config: dict) -> dict[str, Any]:
     """Dotted config keys that can make runs different experiments (see _IGNORED_*)."""
     keep = {}
-    for key, value in flatten_paths(config).items():
+    # A result stored before a field was added was trained with its default.
+    for key, value in {**added_field_defaults(), **flatten_paths(config)}.items():
         if key in _IGNORED_CONFIG_KEYS:
             continue
         if any(word in part.lower() for part in key.split(".") for word in _IGNORED_CONFIG_WORDS):

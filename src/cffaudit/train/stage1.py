@@ -29,7 +29,7 @@ import torch
 
 from cffaudit.diagnostics import EpochStats, block_grad_norms
 from cffaudit.config import RunConfig
-from cffaudit.loss import MarginVariant, get_margin_variant, supcon_loss
+from cffaudit.loss import Link, MarginVariant, StandardLink, get_link, get_margin_variant, supcon_loss
 from cffaudit.model import CFFViT, layer_representation
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -43,17 +43,18 @@ class LossSpec:
     variant: MarginVariant
     stability: str
     temperature: float
+    link: Link = StandardLink()
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "LossSpec":
         return cls(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
-                   cfg.loss.temperature)
+                   cfg.loss.temperature, get_link(cfg.loss.link, cfg.loss.weince))
 
 
 def layer_losses(
     model: CFFViT, views: torch.Tensor, labels: torch.Tensor, spec: LossSpec, *,
     backward_each: bool = False, autocast: contextlib.AbstractContextManager | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Forward through every layer on detached inputs and evaluate each layer's loss.
 
     Args:
@@ -63,10 +64,11 @@ def layer_losses(
 
     Returns:
         total (sum over layers and seeds; detached if `backward_each`), and per-layer
-        (L, S) tensors of loss, CAR, positive pairs and anchors without positives.
+        (L, S) tensors of loss, CAR, positive pairs, anchors without positives and the
+        link's mean gate (None for an ungated link).
     """
     autocast = autocast or contextlib.nullcontext()
-    losses, cars, pos, anon = [], [], [], []
+    losses, cars, pos, anon, gates = [], [], [], [], []
     total = views.new_zeros((), dtype=torch.float32)
     with autocast:
         h = model.embed(views)
@@ -75,7 +77,7 @@ def layer_losses(
             h = block(h)  # (S, N, T, E)
             z = layer_representation(h)  # (S, N, E)
         out = supcon_loss(z, labels, margin=spec.margins[l], variant=spec.variant,
-                          stability=spec.stability, temperature=spec.temperature)
+                          stability=spec.stability, temperature=spec.temperature, link=spec.link)
         layer_total = out.loss.sum()  # seeds are independent: d(sum)/d(seed k) = d(loss_k)
         if backward_each:
             layer_total.backward()
@@ -87,7 +89,10 @@ def layer_losses(
         cars.append(out.car)
         pos.append(out.pos_pairs)
         anon.append(out.anchors_without_positives)
-    return total, torch.stack(losses), torch.stack(cars), torch.stack(pos), torch.stack(anon)
+        if out.gate is not None:
+            gates.append(out.gate)
+    gate = torch.stack(gates) if gates else None
+    return total, torch.stack(losses), torch.stack(cars), torch.stack(pos), torch.stack(anon), gate
 
 
 class Stage1Step:
@@ -132,16 +137,16 @@ class Stage1Step:
         """Run one step; returns the summed loss (a device tensor, not synchronised)."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.order == "per_block":
-            total, loss, car, pos, anon = layer_losses(
+            total, loss, car, pos, anon, gate = layer_losses(
                 self.model, views, labels, self.spec, backward_each=True,
                 autocast=self.autocast() if self.autocast else None)
         else:
-            total, loss, car, pos, anon = self.forward(views, labels)
+            total, loss, car, pos, anon, gate = self.forward(views, labels)
             total.backward()
         grad_norms = block_grad_norms(self.layer_params, self.model.ensemble)
         self.optimizer.step()
         if stats is not None:
-            stats.add(loss, car, pos, anon, grad_norms)
+            stats.add(loss, car, pos, anon, grad_norms, gate=gate)
         return total.detach()
 
 
