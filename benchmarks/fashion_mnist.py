@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--margin", default="clamp")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-augment", default="none")
+    p.add_argument("--init", default=None, choices=("original", "small"),
+                   help="model.init (default: the config's, original); small reproduces protocol-1 runs")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks/_tmp/fmnist"))
     args = p.parse_args()
@@ -38,6 +40,7 @@ def main() -> None:
         "stage1.batch_size": args.batch_size,
         "stage2.probe_augment": args.probe_augment, "loss.margin": args.margin, "seed": args.seed,
         "device": "cpu",
+        **({"model.init": args.init} if args.init else {}),
     })
     t0 = time.perf_counter()
     res = train_run(cfg, args.out, progress=True)
@@ -48,7 +51,7 @@ def main() -> None:
         "test_acc": res["test_acc"], "best_val_acc": res["best_val_acc"], "wall_s": round(wall, 1),
         "stage1_s": round(res["timing"]["stage1_s"], 1), "stage2_s": round(res["timing"]["stage2_s"], 1),
         "train_images": res["data"]["train"], "epochs_stage1": args.epochs_stage1,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "model_init": cfg.model.init,
         "epochs_stage2": args.epochs_stage2, "probe_augment": args.probe_augment,
         "car_layer0_last_epoch": [h for h in res["history"] if h["stage"] == 1][-1]["layers"][0]["car"],
         "device": res["env"].get("device_name"), "threads": torch.get_num_threads(),
