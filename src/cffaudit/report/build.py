@@ -13,7 +13,8 @@ from cffaudit.report import plots
 from cffaudit.report.analysis import Analysis
 from cffaudit.report.document import ReportDocument
 from cffaudit.report.paper import PaperReproduction
-from cffaudit.report.tables import analysis_markdown, reproduction_markdown
+from cffaudit.report.audit_tables import analysis_markdown
+from cffaudit.report.tables import reproduction_markdown
 
 
 def _environment() -> str:
