@@ -34,6 +34,14 @@ def seed_columns(frame: pd.DataFrame) -> list[str]:
     return ["seed", *streams]
 
 
+def _distinguishing(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns that take more than one value: a column constant over the table cannot
+    tell two runs apart, so leaving it out finds the same duplicates in a shorter message."""
+    present = [c for c in dict.fromkeys(columns) if c in frame.columns]
+    varying = [c for c in present if frame[c].astype(str).nunique(dropna=False) > 1]
+    return varying or present[:1]
+
+
 def _check_seed_values(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
     for col in columns:
         raw = frame[col]
@@ -62,7 +70,7 @@ def check_csv_runs(frame: pd.DataFrame, path: Path) -> None:
     _check_seed_values(done, path, seeds)
     # Index by the file's row numbers so that check_runs' messages quote them.
     table = done.set_index(done[ROW_COLUMN].astype(int).rename(None))
-    conditions = [c for c in CONDITION_COLUMNS if c in table.columns]
+    conditions = _distinguishing(table, CONDITION_COLUMNS)
     probe = PROBE_COLUMN if PROBE_COLUMN in table.columns else None
     check_runs(table, response="test_acc", conditions=conditions, seeds=seeds, probe=probe, source="source")
 
@@ -97,7 +105,7 @@ def check_selected_runs(frame: pd.DataFrame, conditions: Sequence[str]) -> RunCh
         ValueError: (`stats.RunTableError`) naming the rows, their files and what to do.
     """
     table = frame.set_axis(_locations(frame), axis=0)
-    present = [c for c in dict.fromkeys(conditions) if c in table.columns]
+    present = _distinguishing(table, conditions)
     probe = PROBE_COLUMN if PROBE_COLUMN in table.columns else None
     return check_runs(table, response="test_acc", conditions=present, seeds=seed_columns(table), probe=probe,
                       source=None)

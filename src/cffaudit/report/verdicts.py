@@ -87,7 +87,7 @@ def untested(counts: Sequence[GroupCount], *, key: str, levels: Sequence[str], f
         label = pvalue_label(key, tag)
         if label in made:
             continue
-        small = [f"{g} has {k} run(s)" for g, k in ((ga, na), (gb, nb)) if k < 2]
+        small = [f"{g} has {k} run(s)" if k else f"{g} has no runs" for g, k in ((ga, na), (gb, nb)) if k < 2]
         why = "; ".join(small) or "not computed"
         out.append(Untested(label, na, nb, f"{why}; a test of spread needs at least 2 runs per group"))
     return tuple(out)
