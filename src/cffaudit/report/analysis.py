@@ -275,7 +275,7 @@ def analyze_runs(
                    seed=seed)
     for key, sub in groups:
         key = key if isinstance(key, tuple) else (key,)
-        stratum = {c: (None if pd.isna(v) else v) for c, v in zip(cols, key)}
+        stratum = {c: (None if pd.isna(v) else jsonable(v)) for c, v in zip(cols, key)}  # plain numbers in notes
         design_notes: list[str] = []
         sub_levels = set(sub[compare].dropna().astype(str))
         if not all(lv in sub_levels for lv in levels):

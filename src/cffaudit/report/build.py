@@ -83,7 +83,8 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
         "power_curve",
         plots.to_png(plots.power_curve(observed=observed, marks=_power_marks(analysis))),
         "Power of the two-sided F-test of equal variances (alpha 0.05) against seeds per group: reference ratios "
-        "(solid) and the ratios observed here (dashed, folded to >= 1); dotted line: 80% power.",
+        "(solid) and the ratios observed here (dashed, folded to >= 1; post-hoc, for orientation only: plan with a "
+        "ratio of interest, --min-ratio); dotted line: 80% power.",
     )
 
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from cffaudit.stats import GroupCount, RunCheck, check_runs
+from cffaudit.stats import GroupCount, RunCheck, check_runs, jsonable
 
 #: Columns that, besides the config (`cfg.*`), say which condition a run belongs to.
 CONDITION_COLUMNS = ("dataset", "experiment", "margin_schedule", "margin", "stability", "augmentation")
@@ -48,7 +48,7 @@ def _check_seed_values(frame: pd.DataFrame, path: Path, columns: Sequence[str]) 
         values = pd.to_numeric(raw, errors="coerce")
         bad = raw.notna() & (values.isna() | (values % 1 != 0))
         if bad.any():
-            where = "; ".join(f"row {int(frame.at[i, ROW_COLUMN])}: {raw.at[i]!r}" for i in frame.index[bad][:5])
+            where = "; ".join(f"row {int(frame.at[i, ROW_COLUMN])}: {jsonable(raw.at[i])!r}" for i in frame.index[bad][:5])
             raise ValueError(f"{path}: column {col}: {int(bad.sum())} value(s) are not integer seeds ({where}); "
                              f"a seed is a whole number such as 3")
 
