@@ -24,7 +24,7 @@ CONDITION_COLUMNS = ("dataset", "experiment", "margin_schedule", "margin", "stab
 PROBE_COLUMN = "probe"
 
 #: Column the CSV reader adds: the row of the file a run came from (header = row 1).
-ROW_COLUMN = "row"
+ROW_COLUMN = "csv_row"
 
 
 def seed_columns(frame: pd.DataFrame) -> list[str]:

@@ -258,7 +258,7 @@ def read_tidy_csv(path: PathLike) -> pd.DataFrame:
 
     Required columns: dataset, margin, seed, test_acc. Missing optional design columns
     are added empty; `status` defaults to 'done'. An empty stability means the factor
-    does not apply to that run. Each run keeps its row of the file in `row` (the header
+    does not apply to that run. Each run keeps its row of the file in `csv_row` (the header
     is row 1), and the finished runs are checked (`inputs.check_csv_runs`).
 
     Raises:
