@@ -182,6 +182,7 @@ def test_messages_and_tables_print_plain_numbers(tmp_path, capsys, cifar10):
     (["--min-ratio", "1"], "--min-ratio: must be a variance ratio > 0 other than 1, got 1"),
     (["--power", "1.5"], "--power: must lie between the level 0.05 and 1, got 1.5"),
     (["--log-ratio-width", "0"], "--log-ratio-width: must be a positive width"),
+    (["--allocation", "-1"], "--allocation: must be a ratio n_B / n_A > 0, got -1"),
 ])
 def test_bad_verdict_options_exit_2(tmp_path, capsys, cifar10, argv, message):
     path = tmp_path / "runs.csv"

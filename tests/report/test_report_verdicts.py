@@ -132,7 +132,8 @@ def test_planning_at_the_ratio_of_interest_matches_the_f_distribution():
     assert power(n) >= 0.9 > power(n - 1)
     assert r.posthoc_power.label == "post-hoc (observed ratio)"
     # Seeds for a log-ratio interval no wider than ln 4: the F interval's width on the log scale.
-    k = a.options["seeds_for_log_ratio_width"]
+    k, k_b = a.options["seeds_for_log_ratio_width"]
+    assert k_b == k
     width = lambda m: math.log(st.f.isf(0.025, m - 1, m - 1) / st.f.ppf(0.025, m - 1, m - 1))  # noqa: E731
     assert width(k) <= math.log(4) < width(k - 1)
     text = analysis_markdown(a)
@@ -194,3 +195,22 @@ def test_shapiro_rejection_is_attached_as_a_warning():
     a = analyze_runs(pd.DataFrame(rows), n_resamples=200)
     text = analysis_markdown(a)
     assert "Shapiro-Wilk rejects normality of clamp" in text and "rejects normality" in text
+
+
+def test_unequal_allocation_in_the_seed_counts():
+    a = analyze_runs(_cifar10(), factor="stability", pool=True, n_resamples=100, primary="F", allocation=2.0)
+    n_a, n_b = a.options["seeds_for_power"]
+    assert n_b == 2 * n_a
+
+    def power(k):  # F-test, var ratio 2, n_A = k, n_B = 2k
+        d1, d2 = k - 1, 2 * k - 1
+        return st.f.sf(st.f.isf(0.025, d1, d2) / 2, d1, d2) + st.f.cdf(st.f.ppf(0.025, d1, d2) / 2, d1, d2)
+
+    assert power(n_a) >= 0.8 > power(n_a - 1)
+    w_a, w_b = a.options["seeds_for_log_ratio_width"]
+    assert w_b == 2 * w_a
+    width = math.log(st.f.isf(0.025, w_a - 1, w_b - 1) / st.f.ppf(0.025, w_a - 1, w_b - 1))
+    assert width <= math.log(4)
+    assert f"{n_a} seeds of clamp and {n_b} of subtract (--allocation 2)" in analysis_markdown(a)
+    with pytest.raises(ValueError, match="^allocation: must be a ratio"):
+        analyze_runs(_cifar10(), allocation=0.0)

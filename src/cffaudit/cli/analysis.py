@@ -44,6 +44,9 @@ def _add_verdict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-ratio-width", type=float, default=None, metavar="W",
                    help="target width of the 95%% interval of log(VR), for a seed count (default: ln 4, i.e. the "
                         "upper end at most 4 times the lower)")
+    p.add_argument("--allocation", type=float, default=1.0, metavar="K",
+                   help="seeds of B per seed of A in the seed counts for --power and --log-ratio-width "
+                        "(default: 1, equal groups)")
     p.add_argument("--anova-type", type=int, choices=(2, 3), default=2,
                    help="sums of squares of the factorial ANOVA on absolute deviations (default: 2)")
 
@@ -93,6 +96,8 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
     width = math.log(4.0) if args.log_ratio_width is None else args.log_ratio_width
     if not (math.isfinite(width) and width > 0):
         raise CLIError(f"--log-ratio-width: must be a positive width on the log scale, got {width:g}")
+    if not (math.isfinite(args.allocation) and args.allocation > 0):
+        raise CLIError(f"--allocation: must be a ratio n_B / n_A > 0, got {args.allocation:g}")
     try:
         where = parse_where(args.where)
         frame, history = load_runs_with_histories(args.inputs, store=args.store, histories=histories)
@@ -112,6 +117,7 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
             power=args.power,
             log_ratio_width=width,
             anova_type=args.anova_type,
+            allocation=args.allocation,
             scope=f"this `cffaudit {args.command}` call",
         )
     except (RunLoadError, ValueError) as exc:

@@ -27,6 +27,7 @@ from cffaudit.stats import (
     GroupCount,
     factorial_levene,
     seeds_for_log_ratio_width,
+    seeds_for_power_of,
     variance_audit,
 )
 from cffaudit.stats.results import jsonable
@@ -201,6 +202,7 @@ def analyze_runs(
     alpha: float = 0.05,
     log_ratio_width: float = DEFAULT_LOG_RATIO_WIDTH,
     anova_type: int = 2,
+    allocation: float = 1.0,
     scope: str = "this analysis",
 ) -> Analysis:
     """Filter the runs, check them, split them into designs and audit each; then adjust
@@ -224,6 +226,8 @@ def analyze_runs(
         alpha: Level of every test and of the verdicts.
         log_ratio_width: Target width of the log variance-ratio interval, for a seed count.
         anova_type: Sums of squares of the factorial ANOVA on absolute deviations (2 or 3).
+        allocation: Seeds of B per seed of A in the planning numbers that do not depend
+            on the data (seeds for `power` at `min_ratio`, seeds for `log_ratio_width`).
         scope: Words naming this call in the multiplicity families ("this analyze call").
 
     Raises:
@@ -241,7 +245,9 @@ def analyze_runs(
         raise ValueError(f"min_ratio: must be a variance ratio > 0 other than 1, got {min_ratio!r}")
     if not 0 < alpha < power < 1:
         raise ValueError(f"power: must lie between alpha ({alpha!r}) and 1, got {power!r}")
-    seeds_for_width = seeds_for_log_ratio_width(log_ratio_width)  # raises on a width <= 0
+    if not (math.isfinite(allocation) and allocation > 0):
+        raise ValueError(f"allocation: must be a ratio n_B / n_A > 0, got {allocation!r}")
+    seeds_for_width = seeds_for_log_ratio_width(log_ratio_width, allocation=allocation)  # raises on a width <= 0
     compare, factor = column_of(compare), (column_of(factor) if factor is not None else None)
     total = len(frame)
     selected = apply_where(frame, where or {})
@@ -348,7 +354,11 @@ def analyze_runs(
         "min_ratio": min_ratio,
         "power": power,
         "log_ratio_width": log_ratio_width,
-        "seeds_for_log_ratio_width": seeds_for_width[0],
+        "allocation": allocation,
+        "seeds_for_log_ratio_width": list(seeds_for_width),
+        # With equal groups this is each comparison's `seeds_needed` (not searched twice).
+        "seeds_for_power": None if allocation == 1.0 else list(seeds_for_power_of(
+            min_ratio, power=power, test=primary or DEFAULT_PRIMARY, alpha=alpha, allocation=allocation)),
         "anova_type": anova_type,
     }
     return Analysis(

@@ -150,6 +150,19 @@ def _planning(design: DesignAudit, analysis: Analysis) -> str:
                            f"seeds/group for {pct}%", "log-VR CI width now", "post-hoc power (observed VR, F)"], rows)
 
 
+def _seeds(n: list, o: dict) -> str:
+    if o.get("allocation", 1.0) == 1.0:
+        return f"{n[0]} seeds per group"
+    return f"{n[0]} seeds of {o['levels'][0]} and {n[1]} of {o['levels'][1]} (--allocation {o['allocation']:g})"
+
+
+def _allocated(o: dict) -> str:
+    if o.get("allocation", 1.0) == 1.0:
+        return ""
+    return (f" With {o['allocation']:g} seeds of {o['levels'][1]} per seed of {o['levels'][0]}, "
+            f"{int(round(o['power'] * 100))}% power at VR {o['min_ratio']:g} needs {_seeds(o['seeds_for_power'], o)}.")
+
+
 def design_markdown(design: DesignAudit, analysis: Analysis, level: int = 3) -> str:
     """All tables of one design's audit, ending with the verdicts."""
     a, o = design.audit, analysis.options
@@ -185,8 +198,8 @@ def design_markdown(design: DesignAudit, analysis: Analysis, level: int = 3) -> 
                 f"{o['min_ratio']:g} (--min-ratio) and seeds per group for {int(round(o['power'] * 100))}% "
                 f"(--power); tests other than F simulated under normal data. A 95% interval of log VR no wider than "
                 f"{fmt(o['log_ratio_width'], 3)} (upper end at most {fmt(math.exp(o['log_ratio_width']), 3)} times "
-                f"the lower) needs {o['seeds_for_log_ratio_width']} seeds per group. Post-hoc power, at the observed "
-                "ratio, restates the p-value and is shown only for completeness.", "", _planning(design, analysis)]
+                f"the lower) needs {_seeds(o['seeds_for_log_ratio_width'], o)}.{_allocated(o)} Post-hoc power, at the "
+                "observed ratio, restates the p-value and is shown only for completeness.", "", _planning(design, analysis)]
     if a.seed_budget:
         se = a.seed_budget[0].target_se
         out += ["", f"Seeds for a standard error of the mean of {se:g} (n = (sd / SE)^2):", ""]
