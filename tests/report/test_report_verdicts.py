@@ -214,3 +214,15 @@ def test_unequal_allocation_in_the_seed_counts():
     assert f"{n_a} seeds of clamp and {n_b} of subtract (--allocation 2)" in analysis_markdown(a)
     with pytest.raises(ValueError, match="^allocation: must be a ratio"):
         analyze_runs(_cifar10(), allocation=0.0)
+
+
+def test_a_primary_test_that_cannot_be_computed_is_listed_first_and_left_out_of_holm():
+    runs = _cifar10()
+    small = runs[(runs.stability == "detach") & (runs.seed <= 4)]  # 4 runs per margin: Bonett needs 5
+    a = analyze_runs(small, n_resamples=100)
+    r = a.designs[0].reports[0]
+    assert r.primary is None and "bonett" in r.skipped_tests and len(a.holm) == 0
+    text = analysis_markdown(a)
+    first = next(line for line in text.splitlines() if line.startswith("| clamp vs subtract |"))
+    assert "| bonett " in first and "| primary " in first and "not computed: a: needs at least 5 values" in first
+    assert "the primary test (bonett) could not be computed" in text

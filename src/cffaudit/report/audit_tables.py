@@ -42,14 +42,15 @@ def _tests(design: DesignAudit, analysis: Analysis) -> str:
     rows = []
     for r in design.reports:
         label, n = _short(design, r.label), f"{r.a.n} / {r.b.n}"
+        skipped = [[label, n, name, "primary" if name == r.primary_name else "secondary", "—", "—", "—", "—",
+                    f"not computed: {why}"] for name, why in r.skipped_tests.items()]
+        rows += [row for row in skipped if row[3] == "primary"]  # the primary test always comes first
         for t in r.tests:
             holm = fmt_p(adjusted(analysis.holm, r.label)) if t.primary else "—"
             rows.append([label, n, t.name, t.role, fmt(t.statistic, 3), fmt_p(t.pvalue), holm,
                          fmt_p(adjusted(analysis.bh, pvalue_label(r.label, t.name))),
                          fmt_ci(t.confidence_interval, 2) if t.confidence_interval is not None else "—"])
-        for name, why in r.skipped_tests.items():
-            role = "primary" if name == r.primary_name else "secondary"
-            rows.append([label, n, name, role, "—", "—", "—", "—", f"not computed: {why}"])
+        rows += [row for row in skipped if row[3] == "secondary"]
         if r.paired is not None:
             p = r.paired
             rows.append([label, f"{p.n_pairs} pairs", "pitman-morgan (paired by seed)", "secondary",
