@@ -188,3 +188,16 @@ def test_bad_verdict_options_exit_2(tmp_path, capsys, cifar10, argv, message):
     path = tmp_path / "runs.csv"
     cifar10.to_csv(path, index=False)
     assert message in _refused(capsys, path, *argv)
+
+
+def test_rows_are_numbered_as_lines_of_the_file_even_after_a_blank_line(tmp_path, capsys, cifar10):
+    path = tmp_path / "runs.csv"
+    cifar10.assign(test_acc=cifar10.test_acc.where(cifar10.index != 5, 170.0)).to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n")  # a blank line before row 4
+    assert f"{path} row 8: 170.0" in _refused(capsys, path)  # data row 6 + header + the blank line
+    cifar10.to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [""] + lines[3:4] * 2 + lines[4:]) + "\n")  # and row 4 twice
+    err = _refused(capsys, path)
+    assert "seed=3 (" in err and f"{path} row 5, {path} row 6" in err  # integer seeds, lines of the file

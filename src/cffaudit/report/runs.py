@@ -270,19 +270,27 @@ def read_tidy_csv(path: PathLike) -> pd.DataFrame:
 
     required = ["dataset", "margin", "seed", "test_acc"]
     try:
-        frame = pd.read_csv(path)
+        # Blank lines are kept while rows are numbered, so that row k is line k of the file.
+        frame = pd.read_csv(path, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise RunLoadError(f"{path}: row 1: the file is empty; a tidy CSV starts with a header row naming "
                            f"at least the columns {', '.join(required)}") from None
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except pd.errors.ParserError as exc:
         raise RunLoadError(f"{path}: cannot read CSV ({str(exc).strip()}); every row needs as many "
                            f"comma-separated fields as the header (row 1) has columns") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunLoadError(f"{path}: cannot read CSV ({exc})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise RunLoadError(f"{path}: row 1 (the header) lacks column(s) {missing}; it has {list(frame.columns)}")
     if "status" not in frame.columns:
         frame["status"] = "done"
     frame[ROW_COLUMN] = range(2, len(frame) + 2)
+    kept = frame.drop(columns=["status", ROW_COLUMN]).notna().any(axis=1)
+    if not kept.all():  # blank lines, read as rows of NaN, made the integer seeds floats
+        frame = frame[kept].reset_index(drop=True)
+        seeds = [c for c in frame.columns if (c == "seed" or c.startswith("seed_")) and frame[c].dtype.kind == "f"]
+        frame = frame.astype({c: "int64" for c in seeds if frame[c].notna().all() and (frame[c] % 1 == 0).all()})
     if "run_id" not in frame.columns:
         frame["run_id"] = [f"{Path(path).name}:{i}" for i in frame[ROW_COLUMN]]
     frame["source"] = str(path)
