@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +26,29 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--target-se", type=float, default=0.1, metavar="SE",
                    help="standard error of the mean (accuracy points) for the seed budget (default: 0.1)")
+    _add_verdict_arguments(p)
+
+
+def _add_verdict_arguments(p: argparse.ArgumentParser) -> None:
+    # The test names live in cffaudit.stats, which imports pandas and scipy: building the
+    # parser must not, so --primary is checked when the command runs.
+    p.add_argument("--primary", default=None, metavar="TEST",
+                   help="the primary test of equal variances: F, levene, brown-forsythe, fligner-killeen, permutation "
+                        "or bonett; every other test is secondary (default: the test chosen by the simulation study "
+                        "benchmarks/results/variance_test_size_power.md, printed with its reason in the output)")
+    p.add_argument("--min-ratio", type=float, default=2.0, metavar="R",
+                   help="variance ratio of interest for planning: the primary test's power at the design's n and "
+                        "the seeds per group it needs (default: 2)")
+    p.add_argument("--power", type=float, default=0.8, metavar="P",
+                   help="target power for the seeds per group (default: 0.8)")
+    p.add_argument("--log-ratio-width", type=float, default=None, metavar="W",
+                   help="target width of the 95%% interval of log(VR), for a seed count (default: ln 4, i.e. the "
+                        "upper end at most 4 times the lower)")
+    p.add_argument("--allocation", type=float, default=1.0, metavar="K",
+                   help="seeds of B per seed of A in the seed counts for --power and --log-ratio-width "
+                        "(default: 1, equal groups)")
+    p.add_argument("--anova-type", type=int, choices=(2, 3), default=2,
+                   help="sums of squares of the factorial ANOVA on absolute deviations (default: 2)")
 
 
 def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +85,19 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
         raise CLIError(f"--levels: expected two levels A,B, got {args.levels!r}")
     if args.resamples < 1:
         raise CLIError(f"--resamples: must be at least 1, got {args.resamples}")
+    if not (math.isfinite(args.min_ratio) and args.min_ratio > 0 and args.min_ratio != 1):
+        raise CLIError(f"--min-ratio: must be a variance ratio > 0 other than 1, got {args.min_ratio:g}")
+    if not 0.05 < args.power < 1:
+        raise CLIError(f"--power: must lie between the level 0.05 and 1, got {args.power:g}")
+    from cffaudit.stats import TEST_NAMES
+
+    if args.primary is not None and args.primary not in TEST_NAMES:
+        raise CLIError(f"--primary: unknown test {args.primary!r}; choose one of {', '.join(TEST_NAMES)}")
+    width = math.log(4.0) if args.log_ratio_width is None else args.log_ratio_width
+    if not (math.isfinite(width) and width > 0):
+        raise CLIError(f"--log-ratio-width: must be a positive width on the log scale, got {width:g}")
+    if not (math.isfinite(args.allocation) and args.allocation > 0):
+        raise CLIError(f"--allocation: must be a ratio n_B / n_A > 0, got {args.allocation:g}")
     try:
         where = parse_where(args.where)
         frame, history = load_runs_with_histories(args.inputs, store=args.store, histories=histories)
@@ -75,6 +112,13 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
             seed=args.seed,
             target_se=args.target_se,
             inputs={"paths": [str(p) for p in args.inputs], "store": args.store},
+            primary=args.primary,
+            min_ratio=args.min_ratio,
+            power=args.power,
+            log_ratio_width=width,
+            anova_type=args.anova_type,
+            allocation=args.allocation,
+            scope=f"this `cffaudit {args.command}` call",
         )
     except (RunLoadError, ValueError) as exc:
         raise CLIError(str(exc)) from None
@@ -102,7 +146,7 @@ def _write_json(path: str, payload: dict) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
-    from cffaudit.report.tables import analysis_markdown
+    from cffaudit.report.audit_tables import analysis_markdown
 
     analysis, _ = _analysis(args)
     sys.stdout.write(analysis_markdown(analysis))

@@ -9,12 +9,27 @@ never pooled into one variance.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from cffaudit.report import verdicts as vd
+from cffaudit.report.inputs import CONDITION_COLUMNS, check_selected_runs, group_counts, seed_columns
 from cffaudit.report.runs import DESIGN_COLUMNS, column_of, design_config_columns
-from cffaudit.stats import AuditResult, variance_audit
+from cffaudit.stats import (
+    DEFAULT_PRIMARY,
+    DEFAULT_PRIMARY_REASON,
+    TEST_NAMES,
+    AdjustedPValues,
+    AuditResult,
+    ComparisonReport,
+    GroupCount,
+    factorial_levene,
+    seeds_for_log_ratio_width,
+    seeds_for_power_of,
+    variance_audit,
+)
 from cffaudit.stats.results import jsonable
 
 SCHEMA = "cffaudit.analysis/1"
@@ -22,13 +37,24 @@ SCHEMA = "cffaudit.analysis/1"
 
 @dataclasses.dataclass(frozen=True)
 class DesignAudit:
-    """The audit of one design, with the design's identifying values."""
+    """The audit of one design, with the design's identifying values.
+
+    `reports` are the primary and secondary tests of each comparison (labelled
+    '<key>: <comparison>'), `counts` the runs per cell with those too small to test,
+    `untested` the comparisons not made, and `verdicts` one text per report, after the
+    adjustment over the whole analysis.
+    """
 
     stratum: dict[str, Any]
     n_runs: int
     audit: AuditResult
     notes: tuple[str, ...]
     runs: pd.DataFrame = dataclasses.field(repr=False, compare=False, default_factory=pd.DataFrame)
+    key: str = ""
+    counts: tuple[GroupCount, ...] = ()
+    reports: tuple[ComparisonReport, ...] = ()
+    untested: tuple[vd.Untested, ...] = ()
+    verdicts: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -56,9 +82,17 @@ class Analysis:
     runs_filtered_out: int
     designs: tuple[DesignAudit, ...]
     notes: tuple[str, ...]
+    holm: Optional[AdjustedPValues] = None  # over the primary tests of every design
+    bh: Optional[AdjustedPValues] = None  # over every printed test p-value
 
     def to_dict(self) -> dict:
-        """The JSON document of `analyze --json` (schema 'cffaudit.analysis/1')."""
+        """The JSON document of `analyze --json` (schema 'cffaudit.analysis/1').
+
+        Beside the audit of each design (whose `power_at_n` and `seeds_for_power` are at
+        the observed ratio, i.e. post-hoc, and say so), `comparisons` holds the primary
+        and secondary tests with raw, Holm and Benjamini-Hochberg p-values, the effect
+        sizes, planning numbers and the verdict; `multiplicity` names both families.
+        """
         return {
             "schema": SCHEMA,
             "inputs": jsonable(self.inputs),
@@ -70,11 +104,20 @@ class Analysis:
                 "other_status_excluded": self.runs_other,
                 "filtered_out": self.runs_filtered_out,
             },
-            "designs": [
-                {"stratum": jsonable(d.stratum), "n_runs": d.n_runs, "notes": list(d.notes), "audit": d.audit.to_dict()}
-                for d in self.designs
-            ],
+            "designs": [self._design_dict(d) for d in self.designs],
+            "multiplicity": {"holm": jsonable(self.holm), "benjamini_hochberg": jsonable(self.bh)},
             "notes": list(self.notes),
+        }
+
+    def _design_dict(self, d: DesignAudit) -> dict:
+        audit = d.audit.to_dict()
+        for c in audit["comparisons"]:
+            c["posthoc"] = ("power_at_n and seeds_for_power are at the observed variance ratio (post-hoc power): "
+                            "not for planning; see comparisons[].power_at_min_ratio and seeds_needed")
+        return {
+            "stratum": jsonable(d.stratum), "key": d.key, "n_runs": d.n_runs, "notes": list(d.notes), "audit": audit,
+            "groups": jsonable(d.counts), "untested": jsonable(d.untested),
+            "comparisons": vd.comparisons_json(d.reports, d.verdicts, self.holm, self.bh),
         }
 
 
@@ -118,6 +161,29 @@ def _design_columns(frame: pd.DataFrame, compare: str, factor: Optional[str]) ->
     return [c for c in cols if c not in (compare, factor)]
 
 
+#: The default target width of the log variance-ratio interval: its upper end at most 4
+#: times its lower end.
+DEFAULT_LOG_RATIO_WIDTH = math.log(4.0)
+
+
+def _pair_columns(sub: pd.DataFrame, compare: str, factor: Optional[str], pool: bool) -> list[str]:
+    """Columns that pair a run of A with a run of B: every factor the comparison pools over
+    (seed k of two stabilities are two different runs), then the seeds."""
+    pooled = [c for c in ("stability", "margin_schedule", "augmentation")
+              if c != compare and c in sub.columns and (c != factor or pool)
+              and sub[c].dropna().astype(str).nunique() > 1]
+    return pooled + seed_columns(sub)
+
+
+def _unique_key(title: str, taken: set[str]) -> str:
+    key, k = title, 1
+    while key in taken:
+        k += 1
+        key = f"{title} ({k})"
+    taken.add(key)
+    return key
+
+
 def analyze_runs(
     frame: pd.DataFrame,
     *,
@@ -130,8 +196,17 @@ def analyze_runs(
     seed: int = 0,
     target_se: float = 0.1,
     inputs: Optional[dict[str, Any]] = None,
+    primary: Optional[str] = None,
+    min_ratio: float = 2.0,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    log_ratio_width: float = DEFAULT_LOG_RATIO_WIDTH,
+    anova_type: int = 2,
+    allocation: float = 1.0,
+    scope: str = "this analysis",
 ) -> Analysis:
-    """Filter the runs, split them into designs and run the variance audit on each.
+    """Filter the runs, check them, split them into designs and audit each; then adjust
+    the p-values of all designs together and write the verdicts.
 
     Args:
         frame: Runs as returned by `load_runs`.
@@ -141,15 +216,38 @@ def analyze_runs(
         pool: Pool over `factor` for the pairwise comparison.
         where: Filters from `parse_where`.
         n_resamples: Bootstrap resamples.
-        seed: Bootstrap seed (each design's audit uses this seed).
+        seed: Analysis seed; each comparison's bootstrap and permutation draws use a
+            generator derived from it and the comparison's label (recorded).
         target_se: Target standard error for the seed budget (response units).
         inputs: Description of the inputs, copied to the JSON.
+        primary: The primary test (one of `stats.TEST_NAMES`); default `DEFAULT_PRIMARY`.
+        min_ratio: Variance ratio of interest for the planning numbers.
+        power: Target power of the planning numbers.
+        alpha: Level of every test and of the verdicts.
+        log_ratio_width: Target width of the log variance-ratio interval, for a seed count.
+        anova_type: Sums of squares of the factorial ANOVA on absolute deviations (2 or 3).
+        allocation: Seeds of B per seed of A in the planning numbers that do not depend
+            on the data (seeds for `power` at `min_ratio`, seeds for `log_ratio_width`).
+        scope: Words naming this call in the multiplicity families ("this analyze call").
 
     Raises:
         ValueError: If `compare`/`factor` is not a column, a level of `compare` is absent
-            from every design, or no finished run is left after filtering.
+            from every design, no finished run is left after filtering, an option is out
+            of range, or the runs fail the input checks (`stats.RunTableError`: a run given
+            twice, an accuracy that is not a percentage).
     """
     levels = tuple(levels)
+    if primary is not None and primary not in TEST_NAMES:
+        raise ValueError(f"primary: unknown test {primary!r}; choose one of {list(TEST_NAMES)}")
+    if anova_type not in (2, 3):
+        raise ValueError(f"anova_type: must be 2 or 3, got {anova_type!r}")
+    if not (math.isfinite(min_ratio) and min_ratio > 0 and min_ratio != 1):
+        raise ValueError(f"min_ratio: must be a variance ratio > 0 other than 1, got {min_ratio!r}")
+    if not 0 < alpha < power < 1:
+        raise ValueError(f"power: must lie between alpha ({alpha!r}) and 1, got {power!r}")
+    if not (math.isfinite(allocation) and allocation > 0):
+        raise ValueError(f"allocation: must be a ratio n_B / n_A > 0, got {allocation!r}")
+    seeds_for_width = seeds_for_log_ratio_width(log_ratio_width, allocation=allocation)  # raises on a width <= 0
     compare, factor = column_of(compare), (column_of(factor) if factor is not None else None)
     total = len(frame)
     selected = apply_where(frame, where or {})
@@ -162,6 +260,9 @@ def analyze_runs(
             raise ValueError(f"{name}: unknown factor {col!r}; columns are {[c for c in frame.columns if not c.startswith(('car_l', 'grad_norm_l'))]}")
     if done.empty:
         raise ValueError(f"no finished runs to analyse ({total} loaded, {failed} failed, {total - len(selected)} filtered out)")
+    # Before any statistic: a run given twice or an accuracy that is not a percentage.
+    check_selected_runs(done, [compare, *([factor] if factor else []), *CONDITION_COLUMNS,
+                               *design_config_columns(done)])
     present = set(done[compare].dropna().astype(str))
     missing = [lv for lv in levels if lv not in present]
     if missing:
@@ -174,10 +275,13 @@ def analyze_runs(
         notes.append(f"{other} run(s) with a status other than done/failed excluded")
     cols = _design_columns(done, compare, factor)
     designs = []
+    keys: set[str] = set()
     groups = done.groupby(cols, dropna=False, sort=False) if cols else [((), done)]
+    options = dict(primary=primary, min_ratio=min_ratio, power=power, alpha=alpha, n_resamples=n_resamples,
+                   seed=seed)
     for key, sub in groups:
         key = key if isinstance(key, tuple) else (key,)
-        stratum = {c: (None if pd.isna(v) else v) for c, v in zip(cols, key)}
+        stratum = {c: (None if pd.isna(v) else jsonable(v)) for c, v in zip(cols, key)}  # plain numbers in notes
         design_notes: list[str] = []
         sub_levels = set(sub[compare].dropna().astype(str))
         if not all(lv in sub_levels for lv in levels):
@@ -219,9 +323,21 @@ def analyze_runs(
             seed=seed,
             target_se=target_se,
         )
-        designs.append(DesignAudit(stratum=stratum, n_runs=len(sub), audit=audit, notes=tuple(design_notes), runs=sub))
+        if use_factor is not None and anova_type != 2:
+            audit = _refit_factorial(audit, sub, compare, levels, use_factor, anova_type)
+        dkey = _unique_key(" · ".join(str(v) for v in stratum.values() if v is not None) or "runs", keys)
+        cells = group_counts(sub, compare, levels, use_factor)
+        reports = vd.design_comparisons(sub, key=dkey, compare=compare, levels=levels, factor=use_factor, pool=pool,
+                                        pair_by=_pair_columns(sub, compare, use_factor, pool), **options)
+        missed = vd.untested(cells, key=dkey, levels=levels, factor=use_factor, pool=pool, reports=reports)
+        design_notes += [f"{g.label}: left out of the tests of spread ({g.reason})" for g in cells if g.skipped]
+        designs.append(DesignAudit(stratum=stratum, n_runs=len(sub), audit=audit, notes=tuple(design_notes), runs=sub,
+                                   key=dkey, counts=cells, reports=reports, untested=missed))
     if not designs:
         raise ValueError(f"no design holds both levels {list(levels)} of {compare!r}")
+    holm_res, bh = vd.families(designs, scope)
+    designs = [dataclasses.replace(d, verdicts=tuple(vd.verdict_text(r, holm_res, bh) for r in d.reports))
+               for d in designs]
     options = {
         "compare": compare,
         "levels": list(levels),
@@ -232,6 +348,18 @@ def analyze_runs(
         "bootstrap_seed": seed,
         "target_se": target_se,
         "design_columns": cols,
+        "primary": primary or DEFAULT_PRIMARY,
+        "primary_reason": DEFAULT_PRIMARY_REASON if primary is None else "chosen by the user (--primary)",
+        "alpha": alpha,
+        "min_ratio": min_ratio,
+        "power": power,
+        "log_ratio_width": log_ratio_width,
+        "allocation": allocation,
+        "seeds_for_log_ratio_width": list(seeds_for_width),
+        # With equal groups this is each comparison's `seeds_needed` (not searched twice).
+        "seeds_for_power": None if allocation == 1.0 else list(seeds_for_power_of(
+            min_ratio, power=power, test=primary or DEFAULT_PRIMARY, alpha=alpha, allocation=allocation)),
+        "anova_type": anova_type,
     }
     return Analysis(
         inputs=inputs or {},
@@ -243,4 +371,23 @@ def analyze_runs(
         runs_filtered_out=total - len(selected),
         designs=tuple(designs),
         notes=tuple(notes),
+        holm=holm_res,
+        bh=bh,
     )
+
+
+def _refit_factorial(audit: AuditResult, sub: pd.DataFrame, compare: str, levels: Sequence[str], factor: str,
+                     anova_type: int) -> AuditResult:
+    """The audit with its factorial Levene and Brown-Forsythe ANOVAs refitted with `anova_type`
+    sums of squares (`variance_audit` fits type II)."""
+    data = sub[sub[compare].astype(str).isin(levels)].assign(
+        **{compare: lambda f: f[compare].astype(str), factor: lambda f: f[factor].astype(str)})[[compare, factor, "test_acc"]]
+    notes = list(audit.notes)
+    fits = {}
+    for center, field in (("mean", "factorial_levene"), ("median", "factorial_brown_forsythe")):
+        try:
+            fits[field] = factorial_levene(data, "test_acc", [compare, factor], center=center, anova_type=anova_type)
+        except ValueError as exc:
+            fits[field] = None
+            notes.append(f"factorial {center}-centred ANOVA (type {anova_type}): not computed ({exc})")
+    return dataclasses.replace(audit, notes=tuple(notes), **fits)

@@ -13,7 +13,8 @@ from cffaudit.report import plots
 from cffaudit.report.analysis import Analysis
 from cffaudit.report.document import ReportDocument
 from cffaudit.report.paper import PaperReproduction
-from cffaudit.report.tables import analysis_markdown, reproduction_markdown
+from cffaudit.report.audit_tables import analysis_markdown
+from cffaudit.report.tables import reproduction_markdown
 
 
 def _environment() -> str:
@@ -30,14 +31,19 @@ def _environment() -> str:
 
 
 def forest_entries(analysis: Analysis) -> list[tuple[str, float, float, float]]:
-    """(label, VR, bootstrap low, bootstrap high) for every comparison that has a bootstrap."""
+    """(label, VR, low, high) for every comparison: the primary test's 95% interval where it
+    has one (F, Bonett), else the percentile bootstrap's, marked '(bootstrap)' in the label."""
     out = []
     for d in analysis.designs:
-        for c in d.audit.comparisons:
-            if c.bootstrap is None:
-                continue
-            label = d.short_title if len(d.audit.comparisons) == 1 else f"{d.short_title} | {c.label.split('|')[-1].strip()}"
-            out.append((f"{label} (n={c.a.n}/{c.b.n})", c.bootstrap.statistic, *c.bootstrap.confidence_interval))
+        for r in d.reports:
+            tag = r.label[len(d.key) + 2:] if r.label.startswith(f"{d.key}: ") else r.label
+            label = d.short_title if len(d.reports) == 1 else f"{d.short_title} | {tag.split('|')[-1].strip()}"
+            p = r.primary
+            if p is not None and p.confidence_interval is not None and r.effects is not None:
+                out.append((f"{label} (n={r.a.n}/{r.b.n})", r.effects.variance_ratio.estimate, *p.confidence_interval))
+            elif r.bootstrap is not None:
+                out.append((f"{label} (n={r.a.n}/{r.b.n}, bootstrap)", r.bootstrap.statistic,
+                            *r.bootstrap.confidence_interval))
     return out
 
 
@@ -59,9 +65,14 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
     if entries:
         doc.add_figure(
             "variance_ratio_forest",
-            plots.to_png(plots.forest_plot(entries, title=f"var({o['levels'][0]}) / var({o['levels'][1]}) with 95% bootstrap CI")),
-            f"Variance ratio per design with its percentile-bootstrap 95% CI ({o['n_resamples']} resamples, seed "
-            f"{o['bootstrap_seed']}); right of 1 means {o['levels'][0]} varies more.",
+            plots.to_png(plots.forest_plot(
+                entries, title=f"var({o['levels'][0]}) / var({o['levels'][1]}) with the 95% CI of the primary test",
+                xlabel=f"variance ratio var({o['levels'][0]}) / var({o['levels'][1]}), log scale; bars: 95% CI of "
+                       f"{o['primary']}")),
+            f"Variance ratio per design with the 95% interval of the primary test ({o['primary']}); an entry marked "
+            f"'bootstrap' has the percentile-bootstrap interval instead ({o['n_resamples']} resamples, generator "
+            f"seeded per comparison from seed {o['bootstrap_seed']}), where the primary test has no interval. Right "
+            f"of 1 means {o['levels'][0]} varies more.",
         )
     observed = [(f"{d.short_title} | {c.label}" if len(d.audit.comparisons) > 1 else d.short_title, c.variance_ratio.statistic)
                 for d in analysis.designs for c in d.audit.comparisons
@@ -72,7 +83,8 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
         "power_curve",
         plots.to_png(plots.power_curve(observed=observed, marks=_power_marks(analysis))),
         "Power of the two-sided F-test of equal variances (alpha 0.05) against seeds per group: reference ratios "
-        "(solid) and the ratios observed here (dashed, folded to >= 1); dotted line: 80% power.",
+        "(solid) and the ratios observed here (dashed, folded to >= 1; post-hoc, for orientation only: plan with a "
+        "ratio of interest, --min-ratio); dotted line: 80% power.",
     )
 
 

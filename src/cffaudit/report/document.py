@@ -57,7 +57,9 @@ def _inline(text: str) -> str:
 
 def _table_html(lines: list[str]) -> str:
     def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
+        # Split on the unescaped pipes only; an escaped one (`\|`) belongs to a label.
+        inner = re.sub(r"^\||(?<!\\)\|$", "", line.strip())
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
 
     head = cells(lines[0])
     rule = cells(lines[1]) if len(lines) > 1 else []

@@ -346,4 +346,5 @@ def audit_paper_runs(*, n_resamples: int = 10_000, seed: int = 0) -> Analysis:
     """The variance audit of the paper's own runs (`cffaudit paper --out`): the margins
     compared within each design, pooled over stability as the paper's Table 5."""
     return analyze_runs(paper_runs(), factor="stability", pool=True, n_resamples=n_resamples, seed=seed,
-                        inputs={"paths": ["cffaudit.paperdata/per_seed_test_accuracy.csv"]})
+                        inputs={"paths": ["cffaudit.paperdata/per_seed_test_accuracy.csv"]},
+                        scope="the audit of the paper's runs")

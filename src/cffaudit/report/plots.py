@@ -174,12 +174,14 @@ def car_over_epochs(history: pd.DataFrame, *, compare: str = "margin", layers: O
     return fig
 
 
-def forest_plot(entries: Sequence[tuple[str, float, float, float]], *, title: str = "") -> Figure:
-    """Variance ratio with its bootstrap CI per design, on a log axis with the line VR = 1.
+def forest_plot(entries: Sequence[tuple[str, float, float, float]], *, title: str = "",
+                xlabel: str = "variance ratio, log scale; bars: 95% CI") -> Figure:
+    """Variance ratio with its CI per design, on a log axis with the line VR = 1.
 
     Args:
         entries: (label, ratio, ci_low, ci_high); an infinite bound is drawn as an arrow.
         title: Figure title.
+        xlabel: Axis label, naming the ratio and the interval.
     """
     fig = Figure(figsize=(9.0, 0.55 * len(entries) + 1.4))
     ax = fig.add_subplot(1, 1, 1)
@@ -199,7 +201,7 @@ def forest_plot(entries: Sequence[tuple[str, float, float, float]], *, title: st
     ax.set_xscale("log")
     ax.set_xlim(bottom, top)
     ax.set_yticks(range(len(entries)), [e[0] for e in reversed(entries)], fontsize=8)
-    ax.set_xlabel("variance ratio var(clamp) / var(subtract), log scale; bars: 95% percentile bootstrap CI")
+    ax.set_xlabel(xlabel)
     ax.set_title(title or "Variance ratio per dataset", fontsize=10)
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()

@@ -259,23 +259,46 @@ def read_tidy_csv(path: PathLike) -> pd.DataFrame:
 
     Required columns: dataset, margin, seed, test_acc. Missing optional design columns
     are added empty; `status` defaults to 'done'. An empty stability means the factor
-    does not apply to that run.
+    does not apply to that run. Each run keeps its row of the file in `csv_row` (the header
+    is row 1), and the finished runs are checked (`inputs.check_csv_runs`).
 
     Raises:
-        RunLoadError: If the file cannot be read or lacks a required column.
+        RunLoadError: If the file cannot be read, is empty or lacks a required column.
+        ValueError: If a finished run's accuracy or seed is not a valid number, or a run
+            appears twice; the message names the file, row and column.
     """
+    from cffaudit.report.inputs import ROW_COLUMN, check_csv_runs
+
+    required = ["dataset", "margin", "seed", "test_acc"]
     try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        # Blank lines are kept while rows are numbered, so that row k is line k of the file.
+        frame = pd.read_csv(path, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise RunLoadError(f"{path}: row 1: the file is empty; a tidy CSV starts with a header row naming "
+                           f"at least the columns {', '.join(required)}") from None
+    except pd.errors.ParserError as exc:
+        raise RunLoadError(f"{path}: cannot read CSV ({str(exc).strip()}); every row needs as many "
+                           f"comma-separated fields as the header (row 1) has columns") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise RunLoadError(f"{path}: cannot read CSV ({exc})") from None
-    missing = [c for c in ("dataset", "margin", "seed", "test_acc") if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise RunLoadError(f"{path}: CSV lacks column(s) {missing}")
+        raise RunLoadError(f"{path}: row 1 (the header) lacks column(s) {missing}; it has {list(frame.columns)}")
     if "status" not in frame.columns:
         frame["status"] = "done"
+    frame[ROW_COLUMN] = range(2, len(frame) + 2)
+    kept = frame.drop(columns=["status", ROW_COLUMN]).notna().any(axis=1)
+    if not kept.all():  # blank lines, read as rows of NaN, made the integer seeds floats
+        frame = frame[kept].reset_index(drop=True)
+        seeds = [c for c in frame.columns if (c == "seed" or c.startswith("seed_")) and frame[c].dtype.kind == "f"]
+        frame = frame.astype({c: "int64" for c in seeds if frame[c].notna().all() and (frame[c] % 1 == 0).all()})
     if "run_id" not in frame.columns:
-        frame["run_id"] = [f"{Path(path).name}:{i + 2}" for i in range(len(frame))]  # CSV line number
+        frame["run_id"] = [f"{Path(path).name}:{i}" for i in frame[ROW_COLUMN]]
     frame["source"] = str(path)
+    check_csv_runs(frame, Path(path))
+    # Checked above: numbers from here on (pandas reads a column with one bad cell as text).
+    done = frame["status"].astype(str) == "done"
+    frame["test_acc"] = pd.to_numeric(frame["test_acc"].where(done), errors="coerce")
     return frame
 
 
