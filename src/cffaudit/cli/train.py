@@ -41,6 +41,9 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--batch-size": ("stage1.batch_size", int, "stage-1 images per batch (512; two views each)"),
     "--lr1": ("stage1.lr", float, "stage-1 AdamW learning rate (0.004)"),
     "--step-order": ("stage1.step_order", str, "auto | per_block | fused (same updates; speed only)"),
+    "--locality": ("stage1.locality", str, f"{' | '.join(C.LOCALITIES)}: local (CFF, each block's input detached), "
+                                           "global (the layer losses summed, gradients cross blocks) or "
+                                           "last (the last layer's loss only, end to end)"),
     "--stage1-select": ("stage1.select", str, "last | best_val_loss (the original code's choice): encoder given to the probe"),
     "--epochs-stage2": ("stage2.epochs", int, "linear-probe epochs (50)"),
     "--lr2": ("stage2.lr", float, "probe AdamW learning rate (0.0005)"),
