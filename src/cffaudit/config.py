@@ -24,7 +24,7 @@ from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
 
 MARGINS = tuple(MARGIN_VARIANTS)
 LINK_NAMES = tuple(LINKS)
-LOCALITIES = ("local", "global", "last")
+LOCALITIES = ("local", "global", "last")  # stage1.locality; see cffaudit.train.stage1
 # augment.PRESETS with "auto" (the dataset's default preset); tests/data/test_sources.py
 # checks the two agree, since the presets module imports torch.
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")

@@ -36,14 +36,11 @@ from typing import Callable, Sequence
 import torch
 
 from cffaudit.diagnostics import EpochStats, block_grad_norms
-from cffaudit.config import RunConfig
+from cffaudit.config import LOCALITIES, RunConfig
 from cffaudit.loss import Link, MarginVariant, StandardLink, get_link, get_margin_variant, supcon_loss
 from cffaudit.model import CFFViT, layer_representation
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-LOCALITIES = ("local", "global", "last")
 
 
 @dataclass(frozen=True)
