@@ -24,6 +24,7 @@ from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
 
 MARGINS = tuple(MARGIN_VARIANTS)
 LINK_NAMES = tuple(LINKS)
+LOCALITIES = ("local", "global", "last")  # stage1.locality; see cffaudit.train.stage1
 # augment.PRESETS with "auto" (the dataset's default preset); tests/data/test_sources.py
 # checks the two agree, since the presets module imports torch.
 AUGMENT_PRESETS = ("auto", "cifar", "svhn_easy", "svhn_medium", "svhn_hard", "fashion_mnist", "none")
@@ -101,6 +102,12 @@ class Stage1Config:
     # Encoder handed to the probe: the last epoch's, or (as the original CFF code) the
     # epoch with the lowest last-layer validation loss, chosen per seed.
     select: Literal["last", "best_val_loss"] = "last"
+    # Which losses train which blocks: "local" (CFF: each block's input detached, so a
+    # loss trains its own block), "global" (the per-layer losses summed without the
+    # detach: a block also gets the gradients of every later loss) or "last" (only the
+    # last block's loss, end to end: a plain supervised-contrastive ViT). The other
+    # layers' losses and CAR are recorded under every locality.
+    locality: Literal["local", "global", "last"] = "local"
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,11 @@ def validate(cfg: RunConfig) -> None:
     choice("loss.link", cfg.loss.link, LINK_NAMES)
     choice("stage1.step_order", cfg.stage1.step_order, ("auto", "per_block", "fused"))
     choice("stage1.select", cfg.stage1.select, ("last", "best_val_loss"))
+    choice("stage1.locality", cfg.stage1.locality, LOCALITIES)
+    if cfg.stage1.locality != "local" and cfg.stage1.step_order == "per_block":
+        raise ValueError(f"stage1.step_order=per_block backpropagates each layer's loss on its own and "
+                         f"needs stage1.locality=local; with locality {cfg.stage1.locality!r} the gradients "
+                         "cross blocks, so use step_order fused or auto")
     choice("perf.precision", cfg.perf.precision, ("auto", "fp32", "bf16"))
     choice("perf.compile", cfg.perf.compile, ("auto", "on", "off"))
     choice("perf.cpu_allocator", cfg.perf.cpu_allocator, ("retain", "system"))
@@ -337,7 +349,7 @@ NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocat
 #: stored without them was trained with (so run ids left them out): readers of stored
 #: results fill them in (``added_field_defaults``), so that the report does not split runs
 #: into designs by a key that only the newer results spell out.
-ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince")
+ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince", "stage1.locality")
 
 
 @functools.cache

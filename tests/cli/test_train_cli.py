@@ -45,6 +45,8 @@ def test_train_several_seeds_writes_one_folder_each(tmp_path):
         (["--margin-k", "0"], "loss.margin_k: must be > 0"),
         (["--link", "probit"], "loss.link: 'probit' is not one of"),
         (["--set", "loss.weince.q=2"], "loss.weince.q: must be a quantile"),
+        (["--locality", "nearby"], "stage1.locality: 'nearby' is not one of"),
+        (["--locality", "global", "--step-order", "per_block"], "needs stage1.locality=local"),
     ],
 )
 def test_bad_input_is_a_clear_one_line_error(tmp_path, capsys, flags, message):
@@ -129,3 +131,15 @@ def test_margin_shape_and_link_flags_list_their_choices(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "linear | parabolic | cosine | exponential" in out and "standard | weince" in out
     assert "--margin-k" in out
+
+
+@pytest.mark.parametrize("locality", ["global", "last"])
+def test_non_local_localities_train_with_finite_losses(tmp_path, locality):
+    rc = main(["train", *TINY_FLAGS, "--locality", locality, "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["status"] == "done" and res["config"]["stage1"]["locality"] == locality
+    assert res["runtime"]["step_order"] == "fused"  # one backward: the gradients cross blocks
+    layers = [rec for h in res["history"] if h["stage"] == 1 for rec in h["layers"]]
+    assert [rec["layer"] for rec in layers] == [0, 1]  # every layer recorded, trained or not
+    assert all(math.isfinite(rec[k]) for rec in layers for k in ("loss", "car", "grad_norm"))

@@ -327,3 +327,12 @@ def test_shipped_specs_match_the_paper_design():
     assert {r.run_id for r in svhn} <= {r.run_id for r in diff}
     for r in runs("cifar10_factorial"):
         assert r.config.stage1.epochs == 600 and r.config.model.depth == 8 and r.seed in range(1, 8)
+
+
+def test_locality_spec_crosses_margin_with_locality_and_shares_the_local_arm():
+    runs = ExperimentSpec.load(REPO / "experiments" / "cifar10_locality.yaml").expand().runs
+    assert len(runs) == 42
+    assert {r.config.stage1.locality for r in runs} == {"local", "global", "last"}
+    factorial = ExperimentSpec.load(REPO / "experiments" / "cifar10_factorial.yaml").expand().runs
+    local = {r.run_id for r in runs if r.config.stage1.locality == "local"}
+    assert local <= {r.run_id for r in factorial} and len(local) == 14

@@ -97,7 +97,7 @@ def test_runs_and_histories_come_from_one_read_of_each_result(tmp_path, monkeypa
     [("augmentation", "augmentation"), ("augment", "augmentation"), ("data.augment", "augmentation"),
      ("margin", "margin"), ("loss.margin", "margin"), ("loss.margin_schedule", "margin_schedule"),
      ("dataset", "dataset"), ("data.dataset", "dataset"), ("stability", "stability"),
-     ("m0", "m0"), ("experiment", "experiment")],
+     ("m0", "m0"), ("experiment", "experiment"), ("locality", "locality"), ("stage1.locality", "locality")],
 )
 def test_column_of_every_spelling_of_a_factor(name, column):
     from cffaudit.report.runs import column_of
@@ -132,3 +132,12 @@ def test_results_stored_before_the_loss_fields_were_added_are_one_design_with_ne
     weince_doc = result_doc("r3", "clamp", "direct", 3, 79.0)
     weince_doc["config"]["loss"]["link"] = "weince"
     assert flatten_result(weince_doc)["cfg.loss.link"] == "weince"
+
+
+def test_locality_is_a_factor_column_and_old_results_were_local():
+    old = flatten_result(result_doc("r1", "clamp", "detach", 1, 78.0))
+    assert old["locality"] == "local"  # stored before stage1.locality existed
+    doc = result_doc("r2", "clamp", "detach", 1, 70.0)
+    doc["config"].setdefault("stage1", {})["locality"] = "last"
+    row = flatten_result(doc)
+    assert row["locality"] == "last" and not any(k.startswith("cfg.stage1.locality") for k in row)

@@ -5,6 +5,7 @@ defaults) is the library's; this module only names the flag in the message."""
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,6 +54,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-run", type=float, default=None, metavar="N", help="Ray executor: CPUs per task (default 1)")
     p.add_argument("--max-retries", type=int, default=None, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-run lines are still printed)")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="also write TensorBoard logs, one subfolder per run id (not part of run ids); "
+                        "needs cffaudit[tensorboard]")
     p.set_defaults(func=run_sweep_command)
 
 
@@ -211,6 +215,7 @@ def _sweep(args: argparse.Namespace) -> int:
               + (f", {reusable} copied" if reusable else "") + " (nothing was trained)")
         return 0
 
+    train_fn = _train_fn(args.tensorboard)  # before anything is queued: a missing package stops here
     # Runs pinned to the CPU (by --device or the spec) must not hold GPUs.
     executor = _executor(args, cpu_only=all(r.config.device == "cpu" for r in expansion.runs))
     report = run_sweep(
@@ -223,6 +228,7 @@ def _sweep(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         reuse=args.reuse,
         progress=not args.no_progress,
+        train_fn=train_fn,
     )
     print(
         f"{spec.name}: {report.done} of {report.total} run(s) done"
@@ -239,6 +245,23 @@ def _sweep(args: argparse.Namespace) -> int:
     if report.remaining:
         print("run the same command again to continue")
     return 0
+
+
+def _train_fn(tensorboard: Optional[Path]):
+    """The workers' training function, with the TensorBoard root bound (absolute: a Ray
+    worker does not share the driver's working directory)."""
+    from cffaudit.experiments.worker import train_entry
+
+    if tensorboard is None:
+        return train_entry
+    from cffaudit.cli import CLIError
+    from cffaudit.train.tblog import require_tensorboard
+
+    try:
+        require_tensorboard()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    return functools.partial(train_entry, tensorboard=str(tensorboard.resolve()))
 
 
 def _executor(args: argparse.Namespace, cpu_only: bool = False):

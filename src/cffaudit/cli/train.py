@@ -41,6 +41,9 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--batch-size": ("stage1.batch_size", int, "stage-1 images per batch (512; two views each)"),
     "--lr1": ("stage1.lr", float, "stage-1 AdamW learning rate (0.004)"),
     "--step-order": ("stage1.step_order", str, "auto | per_block | fused (same updates; speed only)"),
+    "--locality": ("stage1.locality", str, f"{' | '.join(C.LOCALITIES)}: local (CFF, each block's input detached), "
+                                           "global (the layer losses summed, gradients cross blocks) or "
+                                           "last (the last layer's loss only, end to end)"),
     "--stage1-select": ("stage1.select", str, "last | best_val_loss (the original code's choice): encoder given to the probe"),
     "--epochs-stage2": ("stage2.epochs", int, "linear-probe epochs (50)"),
     "--lr2": ("stage2.lr", float, "probe AdamW learning rate (0.0005)"),
@@ -77,6 +80,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that already holds a checkpoint or result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="also write TensorBoard logs (per-layer loss, CAR, gradient norms, validation loss, "
+                        "probe curves, config) to DIR/seed-<k>; needs cffaudit[tensorboard]")
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -139,6 +145,7 @@ def run_train_command(args: argparse.Namespace) -> int:
             raise ValueError("--seed and --seeds: give one or the other")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    tensorboard = tensorboard_dirs(args.tensorboard, [f"seed-{s}" for s in seeds])
 
     from cffaudit.train.run import train_seeds
 
@@ -150,7 +157,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
                        "it afresh, or choose another --out")
     results = train_seeds(cfg, seeds, folders.out_dirs, checkpoint=folders.checkpoint, resume=args.resume,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, tensorboard=tensorboard)
     failed = 0
     for seed, path, res in zip(seeds, folders.results, results):
         if res["status"] == "done":
@@ -160,3 +167,17 @@ def run_train_command(args: argparse.Namespace) -> int:
             failed += 1
             print(f"seed {seed}: FAILED: {res['error']} -> {path}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def tensorboard_dirs(root: Path | None, names: list[str]) -> list[Path] | None:
+    """`root/<name>` per run, or None without --tensorboard; fails before any training
+    when TensorBoard's writer cannot be imported, saying what to install."""
+    if root is None:
+        return None
+    from cffaudit.train.tblog import require_tensorboard
+
+    try:
+        require_tensorboard()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    return [root / name for name in names]

@@ -55,6 +55,7 @@ FACTOR_ALIASES = {
     "limit_train": "data.limit_train",
     "embed_dim": "model.embed_dim",
     "depth": "model.depth",
+    "locality": "stage1.locality",
 }
 _PATH_TO_ALIAS = {v: k for k, v in FACTOR_ALIASES.items()}
 

@@ -33,12 +33,20 @@ TrainFn = Callable[..., list]
 
 
 def train_entry(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | Path], *,
-                checkpoint: str | Path, resume: bool = False, progress: bool = False) -> list:
+                checkpoint: str | Path, resume: bool = False, progress: bool = False,
+                tensorboard: str | None = None) -> list:
     """The default training function: :func:`cffaudit.train.run.train_seeds`, imported
-    when first called so that the driver (and ``--status``) start without torch."""
+    when first called so that the driver (and ``--status``) start without torch.
+
+    ``tensorboard``: a root folder for TensorBoard logs (``sweep --tensorboard``, bound
+    with ``functools.partial``), one subfolder per run named by its run id (the name of
+    its run directory); not a result setting, so it never enters a run id.
+    """
     from cffaudit.train.run import train_seeds
 
-    return train_seeds(cfg, seeds, out_dirs, checkpoint=checkpoint, resume=resume, progress=progress)
+    logs = None if tensorboard is None else [Path(tensorboard) / Path(d).name for d in out_dirs]
+    return train_seeds(cfg, seeds, out_dirs, checkpoint=checkpoint, resume=resume, progress=progress,
+                       tensorboard=logs)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ RUN_COLUMNS = (
 )
 
 #: Columns that, with the compared factors and the seed, define which runs are replicates.
-DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation")
+DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation", "locality")
 
 #: The factor columns of the run table and the config path each is read from. With a
 #: spec's short names (`experiments.spec.FACTOR_ALIASES`) this is the one map from the
@@ -45,6 +45,7 @@ FACTOR_COLUMN_PATHS = {
     "margin": "loss.margin",
     "stability": "loss.stability",
     "augmentation": "data.augment",
+    "locality": "stage1.locality",
 }
 _COLUMN_OF_PATH = {path: column for column, path in FACTOR_COLUMN_PATHS.items()}
 
@@ -123,8 +124,10 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
         raise RunLoadError(f"{source}: not a cffaudit result.json (needs 'status' and 'config')")
     cfg = result["config"]
     acc = result.get("test_acc")
+    added = added_field_defaults()  # a result stored before a field was added has its default
     values = {
-        **{column: _config_value(cfg, path) for column, path in FACTOR_COLUMN_PATHS.items()},
+        **{column: _config_value(cfg, path) if _config_value(cfg, path) is not None else added.get(path)
+           for column, path in FACTOR_COLUMN_PATHS.items()},
         "experiment": result.get("experiment"),
         "seed": cfg.get("seed"),
         "test_acc": float(acc) if isinstance(acc, (int, float)) else math.nan,
@@ -132,7 +135,8 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
         "run_id": result.get("run_id"),
         "source": str(source),
     }
-    row: dict[str, Any] = {column: values[column] for column in RUN_COLUMNS}
+    # Factor columns outside RUN_COLUMNS (added later) follow them.
+    row: dict[str, Any] = {column: values[column] for column in (*RUN_COLUMNS, *FACTOR_COLUMN_PATHS)}
     row["error"] = result.get("error")
     row["best_val_acc"] = result.get("best_val_acc")
     # Where and how the run was trained. A run id names the experiment, not the hardware,

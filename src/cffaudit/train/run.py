@@ -17,7 +17,7 @@ import contextlib
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -35,7 +35,7 @@ __all__ = ["train_seeds", "train_run", "build_model", "load_seed_data", "split_s
 
 def train_seeds(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | Path], *,
                 checkpoint: str | Path | None = None, resume: bool = False,
-                progress: bool = False) -> list[dict[str, Any]]:
+                progress: bool = False, tensorboard: Sequence[str | Path] | None = None) -> list[dict[str, Any]]:
     """Train independent seeds side by side; write and return one result per seed.
 
     Seed k gets exactly the initial weights, split, data order and augmentation draws of
@@ -50,6 +50,7 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | P
         checkpoint: the shared checkpoint file (default: out_dirs[0]/checkpoint.pt).
         resume: continue from the checkpoint if it exists.
         progress: show a progress bar.
+        tensorboard: one TensorBoard log directory per seed, or None (``train.tblog``).
     """
     if len(seeds) != len(out_dirs) or not seeds:
         raise ValueError("seeds and out_dirs: need the same, non-zero, number of entries")
@@ -60,18 +61,23 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | P
         d.mkdir(parents=True, exist_ok=True)
     ens = Ensemble(cfg, seeds, Path(checkpoint) if checkpoint else out_dirs[0] / CHECKPOINT_NAME, progress)
     t0 = time.perf_counter()
-    error = tb = None
+    error = tb = log = None
     try:
         ens.build()
         if resume:
             ens.resume()
         else:
             ens.checkpoint.delete()  # a fresh run must not be confused with an old one
-        _train(ens)
+        if tensorboard is not None:
+            log = _tensorboard_log(tensorboard, ens)
+        _train(ens, log.update if log else None)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # recorded, not raised: a sweep goes on with other runs
         error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    finally:
+        if log is not None:
+            log.close()
     ens.timing["total_s"] = ens.timing.get("total_s", 0.0) + (time.perf_counter() - t0)
     results = ens.results(error, tb)
     for d, res in zip(out_dirs, results):
@@ -86,21 +92,31 @@ def train_run(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prog
     return train_seeds(cfg, [cfg.seed], [out_dir], resume=resume, progress=progress)[0]
 
 
-def _train(ens: Ensemble) -> None:
-    """Stage 1, encoder selection, stage 2, from wherever `ens` stands."""
+def _tensorboard_log(log_dirs: Sequence[str | Path], ens: Ensemble):
+    from cffaudit.train.tblog import TensorBoardLog
+
+    if len(log_dirs) != len(ens.seeds):
+        raise ValueError(f"tensorboard: {len(log_dirs)} log directories for {len(ens.seeds)} seeds")
+    configs = [{**ens.cfg.resolved(), "seed": seed} for seed in ens.seeds]
+    return TensorBoardLog(log_dirs, configs, ens.history)
+
+
+def _train(ens: Ensemble, on_epoch: Callable[[list[list[dict]]], None] | None = None) -> None:
+    """Stage 1, encoder selection, stage 2, from wherever `ens` stands; `on_epoch` sees
+    the history after every epoch (the TensorBoard log)."""
     cfg = ens.cfg
     done = ens.epoch if ens.stage == 1 else cfg.stage1.epochs + ens.epoch
     with _progress_bar(ens.progress, cfg.stage1.epochs + cfg.stage2.epochs, done, ens.seeds) as bar:
         if ens.stage == 1:
-            _stage1(ens, bar)
+            _stage1(ens, bar, on_epoch)
             if cfg.stage1.select == "best_val_loss":
                 ens.encoder.restore(ens.model)
             ens.stage, ens.epoch = 2, 0
             ens.save()
-        _stage2(ens, bar)
+        _stage2(ens, bar, on_epoch)
 
 
-def _stage1(ens: Ensemble, bar) -> None:
+def _stage1(ens: Ensemble, bar, on_epoch=None) -> None:
     """Stage-1 epochs from `ens.epoch` on, each followed by a checkpoint."""
     cfg = ens.cfg
     val_batches = ens.validation_batches()
@@ -115,9 +131,11 @@ def _stage1(ens: Ensemble, bar) -> None:
         ens.add_stage1_epoch(records, steps, _elapsed(t0, ens.rt.device))
         _show(bar, "loss " + " ".join(f"{r['loss']:.2f}" for r in records[0]) + f" | CAR0 {records[0][0]['car']:.3f}")
         ens.save()
+        if on_epoch:
+            on_epoch(ens.history)
 
 
-def _stage2(ens: Ensemble, bar) -> None:
+def _stage2(ens: Ensemble, bar, on_epoch=None) -> None:
     """Probe epochs from `ens.epoch` on, each followed by a checkpoint."""
     cfg = ens.cfg
     features = s2.ProbeFeatures(ens.model, ens.augment, ens.data, cfg.stage2.batch_size, ens.rt.autocast(),
@@ -130,6 +148,8 @@ def _stage2(ens: Ensemble, bar) -> None:
         loss, val_acc, _ = per_seed[0]
         _show(bar, f"probe loss {loss:.3f} val {val_acc:.2f}%")
         ens.save()
+        if on_epoch:
+            on_epoch(ens.history)
 
 
 @contextlib.contextmanager

@@ -54,8 +54,9 @@ class Runtime:
         # retained): 5.5 s per step per-block vs 6.2-6.7 s fused, 6.5 s fused and compiled
         # (the per-block order frees each block's activations early). On a GPU one
         # backward means fewer, larger launches and one compiled graph.
+        # A non-local locality sends gradients across blocks: one backward of the sum.
         order = cfg.stage1.step_order if cfg.stage1.step_order != "auto" else (
-            "fused" if gpu or compile_ else "per_block")
+            "fused" if gpu or compile_ or cfg.stage1.locality != "local" else "per_block")
         allocator = cfg.perf.cpu_allocator if device.type == "cpu" else "system"
         return cls(device, precision, compile_ and order == "fused", order, allocator)
 

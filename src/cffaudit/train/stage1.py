@@ -1,4 +1,4 @@
-"""Stage 1: every block trained by its own supervised contrastive loss.
+"""Stage 1: the blocks trained by the per-layer supervised contrastive losses.
 
 The original CFF code runs, per batch and per block in turn: forward on the detached
 input, loss, zero_grad, backward, step of that block's AdamW. Because each block's
@@ -12,6 +12,14 @@ the same updates come from either order offered here:
 
 Both end in one optimiser step over all parameters; `tests/train` proves equality with
 a literal per-block loop with one optimiser per block.
+
+That is ``stage1.locality = "local"``. To test whether locality is what amplifies the
+clamp effect, two other localities keep the same losses but let gradients cross blocks
+(one backward, so only the fused order): ``global`` sums every layer's loss without the
+detach, ``last`` trains end to end on the last layer's loss alone (the other layers'
+losses and CAR are still evaluated, on detached representations, for the records). One
+AdamW over all parameters stays right: it is element-wise, and each parameter's gradient
+is whatever the one backward accumulated into it.
 
 `stage1_epoch` runs one epoch of an ensemble (S seeds, each with its own data order and
 augmentation generators); `BestEncoder` keeps each seed's best epoch for
@@ -28,7 +36,7 @@ from typing import Callable, Sequence
 import torch
 
 from cffaudit.diagnostics import EpochStats, block_grad_norms
-from cffaudit.config import RunConfig
+from cffaudit.config import LOCALITIES, RunConfig
 from cffaudit.loss import Link, MarginVariant, StandardLink, get_link, get_margin_variant, supcon_loss
 from cffaudit.model import CFFViT, layer_representation
 
@@ -37,54 +45,73 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 @dataclass(frozen=True)
 class LossSpec:
-    """What every layer's loss needs besides the representations."""
+    """What every layer's loss needs besides the representations, and which of the
+    losses train which blocks (`locality`, one of ``LOCALITIES``; see the module docstring)."""
 
     margins: tuple[float, ...]
     variant: MarginVariant
     stability: str
     temperature: float
     link: Link = StandardLink()
+    locality: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.locality not in LOCALITIES:
+            raise ValueError(f"locality: {self.locality!r} is not one of {list(LOCALITIES)}")
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> "LossSpec":
         return cls(tuple(cfg.margins()), get_margin_variant(cfg.loss.margin), cfg.loss.stability,
-                   cfg.loss.temperature, get_link(cfg.loss.link, cfg.loss.weince))
+                   cfg.loss.temperature, get_link(cfg.loss.link, cfg.loss.weince), cfg.stage1.locality)
 
 
 def layer_losses(
     model: CFFViT, views: torch.Tensor, labels: torch.Tensor, spec: LossSpec, *,
     backward_each: bool = False, autocast: contextlib.AbstractContextManager | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Forward through every layer on detached inputs and evaluate each layer's loss.
+    """Forward through every layer and evaluate each layer's loss.
+
+    Each block's input is detached under ``spec.locality == "local"``; otherwise the
+    forward is one graph and only the trained losses (all for "global", the last for
+    "last") enter the total.
 
     Args:
         views: (S, N, C, H, W) images, both views of the batch stacked along N.
         labels: (S, N) classes.
-        backward_each: backward each layer's loss right away (the per-block order).
+        backward_each: backward each layer's loss right away (the per-block order;
+            local only).
 
     Returns:
-        total (sum over layers and seeds; detached if `backward_each`), and per-layer
-        (L, S) tensors of loss, CAR, positive pairs, anchors without positives and the
-        link's mean gate (None for an ungated link).
+        total (sum over the trained layers and seeds; detached if `backward_each`), and
+        per-layer (L, S) tensors of loss, CAR, positive pairs, anchors without positives
+        and the link's mean gate (None for an ungated link).
     """
+    if backward_each and spec.locality != "local":
+        raise ValueError(f"backward_each (the per_block order) needs locality 'local', got {spec.locality!r}: "
+                         "its gradients cross blocks, so use the fused order")
     autocast = autocast or contextlib.nullcontext()
     losses, cars, pos, anon, gates = [], [], [], [], []
     total = views.new_zeros((), dtype=torch.float32)
     with autocast:
         h = model.embed(views)
+    last = len(model.blocks) - 1
     for l, block in enumerate(model.blocks):
         with autocast:
             h = block(h)  # (S, N, T, E)
             z = layer_representation(h)  # (S, N, E)
+        trained = spec.locality != "last" or l == last
+        if not trained:
+            z = z.detach()  # evaluated for the records only: no graph, no gradient
         out = supcon_loss(z, labels, margin=spec.margins[l], variant=spec.variant,
                           stability=spec.stability, temperature=spec.temperature, link=spec.link)
         layer_total = out.loss.sum()  # seeds are independent: d(sum)/d(seed k) = d(loss_k)
         if backward_each:
             layer_total.backward()
             total = total + layer_total.detach()
-        else:
+        elif trained:
             total = total + layer_total
-        h = h.detach()  # no gradient crosses layers
+        if spec.locality == "local":
+            h = h.detach()  # no gradient crosses layers
         losses.append(out.loss.detach())
         cars.append(out.car)
         pos.append(out.pos_pairs)
@@ -103,7 +130,7 @@ class Stage1Step:
         optimizer: one optimiser over all parameters (element-wise, so it equals
             one optimiser per block).
         spec: the loss of every layer.
-        order: "per_block" or "fused".
+        order: "per_block" or "fused" (per_block only for ``spec.locality == "local"``).
         autocast: context for the forward (bf16 on GPU), or None.
         compile: compile the fused forward with `torch.compile`.
     """
@@ -113,6 +140,9 @@ class Stage1Step:
                  compile: bool = False) -> None:
         if order not in ("per_block", "fused"):
             raise ValueError(f"order: {order!r} is not one of ['per_block', 'fused']")
+        if order == "per_block" and spec.locality != "local":
+            raise ValueError(f"order 'per_block' backpropagates each layer's loss on its own and needs locality "
+                             f"'local', got {spec.locality!r}; use order 'fused'")
         self.model, self.optimizer, self.spec, self.order = model, optimizer, spec, order
         self.autocast = autocast
         self.layer_params = [model.layer_parameters(l) for l in range(model.depth)]
