@@ -272,7 +272,9 @@ def parse_time_limit(text: str) -> int:
         OptionError: for anything else.
     """
     problem = OptionError("time_min", f"{text!r} is not a time limit (give minutes, H:MM:SS or D-HH:MM:SS)")
-    days, _, rest = text.strip().rpartition("-")
+    days, sep, rest = text.strip().rpartition("-")
+    if sep and not days:
+        raise problem
     try:
         parts = [int(p) for p in rest.split(":")]
         d = int(days) if days else 0
@@ -280,9 +282,9 @@ def parse_time_limit(text: str) -> int:
         raise problem from None
     if any(p < 0 for p in parts) or d < 0 or len(parts) > 3:
         raise problem
-    if len(parts) == 1:
-        minutes = parts[0] + d * 24 * 60 if not days else d * 24 * 60 + parts[0] * 60
-    elif len(parts) == 2:
+    if len(parts) == 1:  # minutes, or days-hours
+        minutes = parts[0] if not days else d * 24 * 60 + parts[0] * 60
+    elif len(parts) == 2:  # minutes:seconds, or days-hours:minutes
         minutes = parts[0] + (parts[1] > 0) if not days else d * 24 * 60 + parts[0] * 60 + parts[1]
     else:
         minutes = d * 24 * 60 + parts[0] * 60 + parts[1] + (parts[2] > 0)
