@@ -24,6 +24,7 @@ submitit is imported only when a sweep runs here; ``--status`` does not need it.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -48,12 +49,21 @@ class SlurmCall:
     checkpoint.pt (the training writes one every epoch)."""
 
     def __call__(self, fn: Callable[..., Any], args: tuple) -> Any:
+        # Slurm ends a task it requeues (scontrol requeue, preemption) or cancels with
+        # SIGTERM, then SIGKILL after KillWait. submitit only logs SIGTERM; training on
+        # until the SIGKILL would be wasted (the requeued task resumes from the last
+        # checkpoint) and could even finish a run that then trains again. Stop now.
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         return fn(*args)
 
     def __submitit_checkpoint__(self, fn: Callable[..., Any], args: tuple) -> Any:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, fn, args)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit("SIGTERM from Slurm (requeued, preempted or cancelled): stopping; the checkpoint stays")
 
 
 @dataclass
