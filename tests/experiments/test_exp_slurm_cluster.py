@@ -48,7 +48,7 @@ def _cluster_problem() -> str | None:
 
 
 _PROBLEM = _cluster_problem()
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")]
 
 #: Long enough to interrupt after the first epoch's checkpoint, short enough for CI.
 LONGER = {"stage1": {"epochs": 16, "batch_size": 64}}
