@@ -155,6 +155,11 @@ def test_a_two_condition_sweep_through_slurm_equals_the_local_one(tmp_path):
     assert {line.split("|")[0] for line in sacct.stdout.split()} >= {r.slurm_id for r in records.values()}
     # the logs are under the store
     assert all((tmp_path / "slurm" / "slurm" / r.slurm_id).is_dir() for r in records.values())
+    from cffaudit.cli.sweep import format_status
+
+    table = format_status(RunStore.open_existing(tmp_path / "slurm"))
+    assert "slurm job" in table.splitlines()[0]
+    assert all(f"{r.slurm_id} " in table for r in records.values())
 
 
 def test_a_requeued_task_resumes_from_its_checkpoint(tmp_path):
@@ -224,3 +229,18 @@ def test_a_killed_driver_reattaches_and_trains_every_run_once(tmp_path):
     assert {r.run_id: r.slurm_id for r in slurm_records(RunStore(store_dir)).values()} == before  # nothing resubmitted
     assert all(_trainings(store_dir, rid) == 1 for rid in ids)
     assert RunStore(store_dir).counts()["done"] == len(ids)
+
+
+def test_a_partition_slurm_does_not_know_fails_the_sweep_up_front(tmp_path, capsys):
+    import yaml
+
+    from cffaudit.cli import main
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(tiny_spec_dict(), sort_keys=False))
+    code = main(["sweep", str(spec_path), "--store", str(tmp_path / "store"), "--executor", "slurm",
+                 "--slurm-partition", "no-such-partition"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Slurm refuses the sweep's jobs" in err and "invalid partition" in err.lower()
+    assert not (tmp_path / "store").exists()  # nothing queued
