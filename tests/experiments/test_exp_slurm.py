@@ -130,3 +130,16 @@ def test_a_store_without_the_slurm_table_has_no_slurm_jobs(tmp_path):
     with store._tx() as conn:
         conn.execute("DROP TABLE slurm_jobs")
     assert slurm_records(store) == {}
+
+
+@pytest.mark.parametrize("partition, gpus", [(None, 0), ("gpu", 1), ("cpu", 0)])
+def test_unset_gpus_follow_the_partitions_gres(tmp_path, monkeypatch, partition, gpus):
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_command(bin_dir, "sinfo", "echo 'cpu* (null)'; echo 'gpu gpu:a100:4'\n")
+    _fake_command(bin_dir, "sbatch", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    executor = SlurmExecutor(partition=partition)
+    executor.preflight()
+    assert executor.gpus_per_task == gpus

@@ -65,7 +65,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
                    "is requeued and resumes from its checkpoint")
     s.add_argument("--slurm-cpus", type=int, default=None, metavar="N", help="CPUs per task (default 1)")
     s.add_argument("--slurm-gpus", type=int, default=None, metavar="N",
-                   help="GPUs per task (default: 0 when every run is on the CPU, else 1)")
+                   help="GPUs per task (default: 0 when every run is on the CPU, else 1 where the partition has GPUs)")
     s.add_argument("--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per task (default: the partition's)")
     s.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
                    help="at most N tasks of the array at once (default: as many as the cluster allows)")
@@ -326,7 +326,8 @@ def _slurm_executor(args: argparse.Namespace, cpu_only: bool):
         "partition": args.slurm_partition,
         "time_min": parse_time_limit(args.slurm_time) if args.slurm_time is not None else None,
         "cpus_per_task": args.slurm_cpus,
-        "gpus_per_task": args.slurm_gpus if args.slurm_gpus is not None else (0 if cpu_only else 1),
+        # Unset: none for runs pinned to the CPU, else one where the partition has GPUs.
+        "gpus_per_task": args.slurm_gpus if args.slurm_gpus is not None else (0 if cpu_only else None),
         "mem_gb": args.slurm_mem_gb,
         "array_parallelism": args.slurm_array_parallelism,
     }

@@ -75,7 +75,8 @@ class SlurmExecutor(Executor):
         time_min: each task's time limit in minutes; a task that reaches it is
             requeued and resumes from its checkpoint (up to `max_timeouts` times).
         cpus_per_task: CPUs per task (also its torch thread count, OMP_NUM_THREADS).
-        gpus_per_task: GPUs per task (``--gpus-per-node`` of its one node).
+        gpus_per_task: GPUs per task (``--gpus-per-node`` of its one node); ``None``:
+            1 if the partition's nodes have GPUs (as ``sinfo`` lists their gres), else 0.
         mem_gb: memory per task in GB (``None``: the partition's default).
         array_parallelism: at most this many tasks of the array run at once
             (``None``: as many as the cluster allows).
@@ -88,7 +89,7 @@ class SlurmExecutor(Executor):
     partition: Optional[str] = None
     time_min: int = 60
     cpus_per_task: int = 1
-    gpus_per_task: int = 0
+    gpus_per_task: Optional[int] = None
     mem_gb: Optional[float] = None
     array_parallelism: Optional[int] = None
     sbatch_options: dict[str, str] = field(default_factory=dict)
@@ -99,6 +100,8 @@ class SlurmExecutor(Executor):
     def __post_init__(self) -> None:
         for option, value, low in (("time_min", self.time_min, 1), ("cpus_per_task", self.cpus_per_task, 1),
                                    ("gpus_per_task", self.gpus_per_task, 0), ("max_timeouts", self.max_timeouts, 0)):
+            if option == "gpus_per_task" and value is None:
+                continue
             if not isinstance(value, int) or value < low:
                 raise OptionError(option, f"must be an integer >= {low}, got {value!r}")
         if self.mem_gb is not None and self.mem_gb <= 0:
@@ -115,7 +118,8 @@ class SlurmExecutor(Executor):
 
     def describe(self) -> str:
         where = f"partition {self.partition}" if self.partition else "the default partition"
-        return f"slurm ({where}, {self.cpus_per_task} CPU(s), {self.gpus_per_task} GPU(s) per task)"
+        gpus = "GPUs as the partition has" if self.gpus_per_task is None else f"{self.gpus_per_task} GPU(s)"
+        return f"slurm ({where}, {self.cpus_per_task} CPU(s), {gpus} per task)"
 
     # -- before the store is touched ------------------------------------------------------
     def preflight(self) -> None:
@@ -124,6 +128,8 @@ class SlurmExecutor(Executor):
         _import_submitit()
         if shutil.which("sbatch") is None:
             raise ExecutorError(_NO_SBATCH)
+        if self.gpus_per_task is None:
+            self.gpus_per_task = 1 if self._partition_has_gpus() else 0
         cmd = ["sbatch", "--test-only", *self._sbatch_flags(), "--wrap", "true"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -133,6 +139,18 @@ class SlurmExecutor(Executor):
             message = " ".join(line.strip() for line in proc.stderr.splitlines() if line.strip())
             raise ExecutorError(f"Slurm refuses the sweep's jobs: {message or 'sbatch failed'} "
                                 f"(checked with: {' '.join(cmd)}); fix the --slurm-* options")
+
+    def _partition_has_gpus(self) -> bool:
+        try:
+            proc = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        for line in proc.stdout.splitlines():
+            name, _, gres = line.strip().partition(" ")
+            if (name.rstrip("*") == self.partition) if self.partition else name.endswith("*"):
+                if "gpu" in gres:
+                    return True
+        return False
 
     def _sbatch_flags(self) -> list[str]:
         flags = [f"--time={self.time_min}", f"--cpus-per-task={self.cpus_per_task}"]
@@ -160,7 +178,12 @@ class SlurmExecutor(Executor):
         folder = store.root / "slurm" / "%j"
         records = slurm_records(store, [rid for job in jobs for rid in job.run_ids])
         known = {r.slurm_id for r in records.values()}
-        states, _ = query_states(known) if known else ({}, True)
+        try:
+            states, _ = query_states(known) if known else ({}, True)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            # Without the states, jobs still running could be submitted a second time.
+            raise ExecutorError(f"could not ask Slurm about the jobs an earlier sweep submitted ({exc}); "
+                                "the runs stay queued: run the sweep again when sacct or squeue answers") from None
 
         running: dict[str, tuple[Job, Any]] = {}  # slurm_id -> (job, submitit job)
         to_submit: list[Job] = []
@@ -194,7 +217,7 @@ class SlurmExecutor(Executor):
         )
         if self.partition:
             params["partition"] = self.partition
-        if self.gpus_per_task:
+        if self.gpus_per_task:  # None only before preflight, which run_sweep calls first
             params["gpus_per_node"] = self.gpus_per_task
         if self.mem_gb is not None:
             params["mem"] = _mem(self.mem_gb)
@@ -218,6 +241,15 @@ class SlurmExecutor(Executor):
 
     def _follow(self, running: dict[str, tuple[Job, Any]]) -> Iterator[JobDone]:
         """Yield each job as its result pickle appears or Slurm says it ended without one."""
+        try:
+            yield from self._poll(running)
+        except BaseException:
+            if running:  # interrupted (Ctrl-C, an error in the driver): the jobs are Slurm's
+                print(f"{len(running)} Slurm job(s) keep running ({' '.join(sorted(running))}); the same sweep "
+                      "command re-attaches to them, or cancel them with scancel", file=sys.stderr)
+            raise
+
+    def _poll(self, running: dict[str, tuple[Job, Any]]) -> Iterator[JobDone]:
         ended_since: dict[str, float] = {}  # slurm_id -> when first seen ended without a result
         last_query = float("-inf")
         states: dict[str, tuple[str, str]] = {}
