@@ -53,7 +53,7 @@ def test_the_task_callable_is_checkpointable_for_submitit():
     pytest.importorskip("submitit")
     call = SlurmCall()
     assert call(divmod, (7, 2)) == (3, 1)
-    again = call.__submitit_checkpoint__(divmod, (7, 2))
+    again = call.checkpoint(divmod, (7, 2))
     assert again.function is call and again.args == (divmod, (7, 2))
 
 

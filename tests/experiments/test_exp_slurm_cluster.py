@@ -181,6 +181,28 @@ def test_a_requeued_task_resumes_from_its_checkpoint(tmp_path):
     assert _comparable(tmp_path / "slurm") == _comparable(tmp_path / "local")
 
 
+def test_a_task_warned_of_its_time_limit_requeues_itself_through_submitit(tmp_path):
+    # Slurm warns a task before its time limit (and on preemption) with USR2 (--signal);
+    # submitit's handler calls the checkpointing hook and requeues the task.
+    spec = _spec(tmp_path, **{k: v for k, v in _longer(seeds=[6], factors={"margin": ["clamp"]}).items()
+                              if k != "name"})
+    rid = spec.expand().runs[0].run_id
+    store_dir = tmp_path / "slurm"
+    t, out = _in_thread(run_sweep, spec=spec, store_dir=store_dir, executor=_slurm(), progress=False)
+    sid = _wait("the task to run and write its first checkpoint", lambda: _running_job(store_dir, rid))
+    subprocess.run(["scancel", "--signal=USR2", sid], check=True)
+    _wait("the task to requeue itself", lambda: _squeue_state(sid) == "PENDING", timeout=60)
+    subprocess.run(["scontrol", "update", f"jobid={sid}", "starttime=now"], check=True, capture_output=True)
+    t.join(timeout=150)
+    assert not t.is_alive() and "error" not in out, out.get("error")
+    assert out["report"].complete
+    submitit_log = "".join(p.read_text() for p in (store_dir / "slurm" / sid).glob("*_log.*"))
+    assert "Calling checkpoint method" in submitit_log and "Requeued job" in submitit_log
+    assert "resuming from checkpoint.pt" in (store_dir / "runs" / rid / "log.txt").read_text()
+    _local_sweep(spec, tmp_path / "local")
+    assert _comparable(store_dir) == _comparable(tmp_path / "local")
+
+
 def test_a_cancelled_task_fails_with_its_job_id_and_is_retried(tmp_path):
     spec = _spec(tmp_path, **{k: v for k, v in _longer(seeds=[4], factors={"margin": ["clamp"]}).items()
                               if k != "name"})

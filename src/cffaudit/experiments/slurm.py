@@ -56,7 +56,9 @@ class SlurmCall:
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
         return fn(*args)
 
-    def __submitit_checkpoint__(self, fn: Callable[..., Any], args: tuple) -> Any:
+    def checkpoint(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """submitit's checkpointing hook (its signal handler looks for this name): the
+        same call again; the training state is already in checkpoint.pt."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, fn, args)
