@@ -152,7 +152,8 @@ def test_a_two_condition_sweep_through_slurm_equals_the_local_one(tmp_path):
     assert len(records) == 2 and len({r.slurm_id.split("_")[0] for r in records.values()}) == 1  # one array
     ids = ",".join(sorted({r.slurm_id.split("_")[0] for r in records.values()}))
     sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ids], capture_output=True, text=True)
-    assert {line.split("|")[0] for line in sacct.stdout.split()} >= {r.slurm_id for r in records.values()}
+    if "accounting storage is disabled" not in sacct.stderr:  # a cluster without accounting has no sacct
+        assert {line.split("|")[0] for line in sacct.stdout.split()} >= {r.slurm_id for r in records.values()}
     # the logs are under the store
     assert all((tmp_path / "slurm" / "slurm" / r.slurm_id).is_dir() for r in records.values())
     from cffaudit.cli.sweep import format_status

@@ -94,7 +94,8 @@ def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[st
     proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
     from_sacct = proc.returncode == 0
     if not from_sacct:
-        squeue = ["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
+        # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
+        squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
         proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
             raise OSError(f"neither sacct nor squeue could report job states: {proc.stderr.strip()}")
