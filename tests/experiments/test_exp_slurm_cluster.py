@@ -198,7 +198,10 @@ def test_a_task_warned_of_its_time_limit_requeues_itself_through_submitit(tmp_pa
     assert not t.is_alive() and "error" not in out, out.get("error")
     assert out["report"].complete
     submitit_log = "".join(p.read_text() for p in (store_dir / "slurm" / sid).glob("*_log.*"))
-    assert "Calling checkpoint method" in submitit_log and "Requeued job" in submitit_log
+    # (submitit logs "Requeued job" after scontrol returns, unless Slurm's SIGTERM ends the task first)
+    assert "Caught signal SIGUSR2" in submitit_log and "Calling checkpoint method" in submitit_log
+    job = subprocess.run(["scontrol", "show", "job", sid], capture_output=True, text=True).stdout
+    assert "Restarts=1" in job, job
     assert "resuming from checkpoint.pt" in (store_dir / "runs" / rid / "log.txt").read_text()
     _local_sweep(spec, tmp_path / "local")
     assert _comparable(store_dir) == _comparable(tmp_path / "local")
