@@ -36,8 +36,8 @@ def _cluster_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return "sinfo did not answer within 20 s"
     if proc.returncode != 0:
-        return f"no Slurm cluster is running (sinfo: {proc.stderr.strip()[:200]}); start one with " \
-               "bash scripts/slurm-local.sh start"
+        last = (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]
+        return f"no Slurm cluster is running (sinfo: {last}); start one with bash scripts/slurm-local.sh start"
     if not any(s.strip().rstrip("*") in ("idle", "mixed", "allocated") for s in proc.stdout.split()):
         return f"the Slurm cluster has no usable node (sinfo: {proc.stdout.strip()})"
     try:
