@@ -11,8 +11,13 @@ from typing import Any, Optional
 
 from cffaudit.config import DEVICES
 
-#: Library parameter names that the command line spells differently.
+#: Library parameter names that the command line spells differently, per executor.
 _FLAG_OF = {"cpus_per_task": "--cpus-per-run"}
+_SLURM_FLAG_OF = {"time_min": "--slurm-time", "cpus_per_task": "--slurm-cpus", "gpus_per_task": "--slurm-gpus",
+                  "mem_gb": "--slurm-mem-gb", "array_parallelism": "--slurm-array-parallelism",
+                  "sbatch_options": "--slurm-option", "partition": "--slurm-partition"}
+#: The Slurm-only flags: (flag, attribute in the parsed arguments).
+_SLURM_FLAGS = tuple((flag, "slurm_" + flag[len("--slurm-"):].replace("-", "_")) for flag in _SLURM_FLAG_OF.values())
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +35,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, metavar="DIR", help="run store directory (created if missing)")
     p.add_argument("--status", action="store_true", help="print the table of runs and exit")
     p.add_argument("--dry-run", action="store_true", help="validate and expand the spec, show what would run, train nothing")
-    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where runs execute (default: local)")
+    p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local",
+                   help="where runs execute (default: local; slurm: a job array through submitit; ray: Ray tasks)")
     p.add_argument(
         "--address",
         default=None,
@@ -53,6 +59,19 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N", help="local executor: parallel worker processes (default: one per local GPU, else 1)")
     p.add_argument("--cpus-per-run", type=float, default=None, metavar="N", help="Ray executor: CPUs per task (default 1)")
     p.add_argument("--max-retries", type=int, default=None, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
+    s = p.add_argument_group("Slurm executor (--executor slurm; one array task per run or seed group)")
+    s.add_argument("--slurm-partition", default=None, metavar="NAME", help="partition (default: the cluster's default)")
+    s.add_argument("--slurm-time", default=None, metavar="LIMIT",
+                   help="time limit per task: minutes, H:MM:SS or D-HH:MM:SS (default 60); a task that reaches it "
+                   "is requeued and resumes from its checkpoint")
+    s.add_argument("--slurm-cpus", type=int, default=None, metavar="N", help="CPUs per task (default 1)")
+    s.add_argument("--slurm-gpus", type=int, default=None, metavar="N",
+                   help="GPUs per task (default: 0 when every run is on the CPU, else 1 where the partition has GPUs)")
+    s.add_argument("--slurm-mem-gb", type=float, default=None, metavar="GB", help="memory per task (default: the partition's)")
+    s.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                   help="at most N tasks of the array at once (default: as many as the cluster allows)")
+    s.add_argument("--slurm-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="another sbatch option, e.g. account=mylab or qos=high (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-run lines are still printed)")
     p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also write TensorBoard logs, one subfolder per run id (not part of run ids); "
@@ -74,7 +93,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             raise CLIError("give the spec file: cffaudit sweep SPEC.yaml --store DIR")
         return _sweep(args)
     except OptionError as exc:
-        flag = _FLAG_OF.get(exc.option, "--" + exc.option.replace("_", "-"))
+        flags = _SLURM_FLAG_OF if getattr(args, "executor", None) == "slurm" else _FLAG_OF
+        flag = flags.get(exc.option, "--" + exc.option.replace("_", "-"))
         raise CLIError(f"{flag} {exc.problem}") from None
     except (SpecError, StoreError, ExecutorError) as exc:
         raise CLIError(str(exc)) from None
@@ -124,7 +144,8 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
 
     rows = store.rows(run_ids)
     factors = store.factors()
-    header = ["run_id", "status", "tries", *factors, "seed", "test_acc", "time", "note"]
+    slurm = slurm_column(store, [r.run_id for r in rows])
+    header = ["run_id", "status", "tries", *factors, "seed", "test_acc", "time", *(["slurm job"] if slurm else []), "note"]
     table = []
     counts = {s: 0 for s in (*STATUSES, MISSING)}
     for r in rows:
@@ -150,6 +171,7 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
                 str(r.seed),
                 "" if acc is None else f"{acc:.4f}",
                 "" if r.wall_s is None else format_duration(r.wall_s),
+                *([slurm.get(r.run_id, "")] if slurm else []),
                 note,
             ]
         )
@@ -171,6 +193,30 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     return "\n".join(lines)
 
 
+def slurm_column(store, run_ids: list[str]) -> dict[str, str]:
+    """``run_id -> "JOBID STATE"`` for the runs submitted to Slurm (empty without any):
+    the state Slurm reports now where sacct or squeue answers, else the one last recorded."""
+    import shutil
+    import subprocess
+
+    from cffaudit.experiments.slurm_records import query_states, slurm_records
+
+    records = slurm_records(store, run_ids)
+    if not records:
+        return {}
+    states: dict[str, tuple[str, str]] = {}
+    if shutil.which("sacct") or shutil.which("squeue"):
+        try:
+            states, _ = query_states({r.slurm_id for r in records.values()}, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the recorded states below
+    out = {}
+    for rid, rec in records.items():
+        state = states.get(rec.slurm_id, (rec.state or "?", ""))[0]
+        out[rid] = f"{rec.slurm_id} {state}"
+    return out
+
+
 def _check_executor_flags(args: argparse.Namespace) -> None:
     """Flags of the other executor are errors, not silently ignored (checked before a dry run too)."""
     from cffaudit.cli import CLIError
@@ -180,6 +226,10 @@ def _check_executor_flags(args: argparse.Namespace) -> None:
                             ("--max-retries", args.max_retries)):
             if value is not None:
                 raise CLIError(f"{flag} only applies to --executor ray")
+    if args.executor != "slurm":
+        for flag, attr in _SLURM_FLAGS:
+            if getattr(args, attr) is not None:
+                raise CLIError(f"{flag} only applies to --executor slurm")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -268,6 +318,8 @@ def _executor(args: argparse.Namespace, cpu_only: bool = False):
     from cffaudit.cli import CLIError
     from cffaudit.experiments.executors import LocalExecutor, RayExecutor, local_gpus
 
+    if args.executor == "slurm":
+        return _slurm_executor(args, cpu_only)
     if args.executor == "ray":
         if args.workers is not None:
             raise CLIError("--workers is for the local executor; Ray runs as many tasks as the cluster has room for")
@@ -278,3 +330,29 @@ def _executor(args: argparse.Namespace, cpu_only: bool = False):
     if len(gpus) > 1:  # one worker per GPU unless --workers says fewer
         return LocalExecutor(workers=args.workers, gpus=gpus if args.workers is None else gpus[: args.workers])
     return LocalExecutor(workers=args.workers)
+
+
+def _slurm_executor(args: argparse.Namespace, cpu_only: bool):
+    from cffaudit.cli import CLIError
+    from cffaudit.experiments.slurm import SlurmExecutor, parse_time_limit
+
+    if args.workers is not None:
+        raise CLIError("--workers is for the local executor; with Slurm every run (or seed group) is one array task "
+                       "(--slurm-array-parallelism limits how many run at once)")
+    options = {}
+    for item in args.slurm_option or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise CLIError(f"--slurm-option {item!r}: give KEY=VALUE, e.g. account=mylab for sbatch --account=mylab")
+        options[key.strip().lstrip("-")] = value.strip()
+    given = {
+        "partition": args.slurm_partition,
+        "time_min": parse_time_limit(args.slurm_time) if args.slurm_time is not None else None,
+        "cpus_per_task": args.slurm_cpus,
+        # Unset: none for runs pinned to the CPU, else one where the partition has GPUs.
+        "gpus_per_task": args.slurm_gpus if args.slurm_gpus is not None else (0 if cpu_only else None),
+        "mem_gb": args.slurm_mem_gb,
+        "array_parallelism": args.slurm_array_parallelism,
+    }
+    # run_sweep calls its preflight (submitit, sbatch, options Slurm refuses) before queueing anything.
+    return SlurmExecutor(sbatch_options=options, **{k: v for k, v in given.items() if v is not None})

@@ -17,6 +17,8 @@ Backends:
 * :class:`RayExecutor` — one Ray task per job through Ray's task API (``ray.remote``,
   ``ray.wait``), one GPU per task when the cluster has GPUs, ``max_retries`` on
   worker failure. Ray is imported only here, only when used.
+* :class:`.slurm.SlurmExecutor` — one task of a Slurm job array per job, through
+  submitit (in :mod:`.slurm`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ class Executor(abc.ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def preflight(self) -> None:
+        """Refuse to start (ExecutorError) when the backend cannot run here; called
+        before the sweep touches its store. Nothing to check by default."""
+
+    def bind(self, store: Any) -> None:
+        """Hand the executor the sweep's run store (under the sweep's lock), for a
+        backend that keeps state of its own there (Slurm job ids). Unused by default."""
 
 
 # -- local ------------------------------------------------------------------------------

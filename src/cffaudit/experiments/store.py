@@ -6,6 +6,7 @@ Layout::
     DIR/spec.yaml           the spec the store was made from (latest seed list)
     DIR/runs/<run_id>/      result.json (atomic, outcome-tagged), checkpoint.pt, log.txt
     DIR/.sweep.lock         held (flock) by the one sweep driving this store
+    DIR/slurm/<jobid>/      sbatch script, pickles and Slurm logs of --executor slurm tasks
 
 SQLite holds queue state only. A run's outcome (config, accuracies, history, error,
 traceback) lives in its result.json and nowhere else (read through :mod:`.outcomes`),

@@ -3,7 +3,10 @@ database file means to the user.
 
 Version 1 copied every run's outcome (config, accuracies, error, traceback) from its
 result.json into SQLite. Version 2 keeps queue state only; its ``error`` and
-``traceback`` columns hold the failure of a job that wrote no result.
+``traceback`` columns hold the failure of a job that wrote no result. The
+``slurm_jobs`` table (the Slurm job of each run submitted through ``--executor
+slurm``) was added to version 2 without a version change: it is created when missing,
+and a store without it simply has no Slurm jobs.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 CREATE TABLE IF NOT EXISTS runs ({_RUNS_COLUMNS});
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS slurm_jobs (
+    run_id     TEXT PRIMARY KEY,
+    job_key    TEXT NOT NULL,   -- the sweep's job: the run's id, or its seed group's id
+    slurm_id   TEXT NOT NULL,   -- ARRAYJOB_TASK, as sacct and squeue name it
+    state      TEXT,            -- as the driver last saw it (PENDING, RUNNING, CANCELLED, ...)
+    reason     TEXT,
+    submitted  TEXT NOT NULL,
+    collected  INTEGER NOT NULL DEFAULT 0  -- its outcome was handed to the driver
+);
 """
 
 #: Columns carried over from version 1 (the rest were copies of result.json).

@@ -110,10 +110,12 @@ def run_sweep(
     check_sweep_options(max_runs=max_runs, seeds_per_job=seeds_per_job)
     expansion = spec.expand(overrides)  # validates every config before touching the store
     executor = executor or LocalExecutor()
+    executor.preflight()  # a backend that cannot run here fails before anything is queued
     store = open_store_for(expansion, store_dir)
     runs = {r.run_id: r for r in expansion.runs}
     ids = list(runs)
     with sweep_lock(store.root):
+        executor.bind(store)
         store.add_runs([(r.run_id, r.seed, list(r.conditions)) for r in expansion.runs])
         report = SweepReport(total=len(ids), done=0, failed=0, remaining=0)
         # The lock proves no other driver is alive: 'running' rows are left over.

@@ -1,7 +1,7 @@
 """The worker side of a sweep: one job trains one or more seeds of a condition.
 
 A job runs wherever the executor puts it (this process, a worker process, a Ray
-task), so everything it takes is plain data. It writes the runs' own directories and
+task, a Slurm array task), so everything it takes is plain data. It writes the runs' own directories and
 returns one outcome per run for the driver to record; it never touches the store's
 database. A job of one run is a solo run: its checkpoint and training log are in the
 run's directory. A job of several seeds (``--seeds-per-job``) trains them side by side

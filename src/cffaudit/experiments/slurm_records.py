@@ -1,0 +1,127 @@
+"""The store's record of Slurm jobs, and what Slurm says about them now.
+
+Each run submitted through ``--executor slurm`` has a row in the store's
+``slurm_jobs`` table: the sweep job it belongs to (its run id, or its seed group's id),
+the Slurm job id of that job's array task, and the state the driver last saw. A
+restarted driver re-attaches to a job it finds there still alive, instead of
+submitting (and training) the same runs again; ``sweep --status`` shows the ids and
+states. Nothing here imports submitit or torch: ``--status`` works anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from cffaudit.experiments.lock import now_iso
+from cffaudit.experiments.store import RunStore
+
+#: Slurm states of a job that may still run (or run again: a requeued job).
+ALIVE = frozenset({
+    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+    "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED",
+})
+
+
+@dataclass(frozen=True)
+class SlurmRecord:
+    """One run's Slurm job, as recorded by the driver."""
+
+    run_id: str
+    job_key: str
+    slurm_id: str
+    state: Optional[str]
+    reason: Optional[str]
+    submitted: str
+    collected: bool
+
+
+def record_submitted(store: RunStore, rows: Iterable[tuple[str, str, str]]) -> None:
+    """Record (run_id, job_key, slurm_id) for newly submitted jobs (replacing the runs'
+    older records: a run has one current Slurm job)."""
+    with store._tx() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO slurm_jobs (run_id, job_key, slurm_id, state, submitted, collected) "
+            "VALUES (?, ?, ?, 'PENDING', ?, 0)",
+            [(rid, key, sid, now_iso()) for rid, key, sid in rows],
+        )
+
+
+def record_states(store: RunStore, states: dict[str, tuple[str, str]], collected: Iterable[str] = ()) -> None:
+    """Store the latest (state, reason) of Slurm jobs by Slurm id; mark the jobs in
+    `collected` as handed to the driver (never re-attached to again)."""
+    with store._tx() as conn:
+        conn.executemany("UPDATE slurm_jobs SET state = ?, reason = ? WHERE slurm_id = ?",
+                         [(state, reason, sid) for sid, (state, reason) in states.items()])
+        conn.executemany("UPDATE slurm_jobs SET collected = 1 WHERE slurm_id = ?", [(sid,) for sid in collected])
+
+
+def slurm_records(store: RunStore, run_ids: Optional[Iterable[str]] = None) -> dict[str, SlurmRecord]:
+    """The recorded Slurm job of each run (all, or those among `run_ids`) that has one."""
+    try:
+        with store._read() as conn:
+            rows = conn.execute("SELECT * FROM slurm_jobs").fetchall()
+    except sqlite3.OperationalError as exc:  # a store from before the table existed
+        if "no such table" in str(exc):
+            return {}
+        raise
+    wanted = None if run_ids is None else set(run_ids)
+    out = {}
+    for r in rows:
+        if wanted is None or r["run_id"] in wanted:
+            out[r["run_id"]] = SlurmRecord(r["run_id"], r["job_key"], r["slurm_id"], r["state"], r["reason"],
+                                           r["submitted"], bool(r["collected"]))
+    return out
+
+
+def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[str, tuple[str, str]], bool]:
+    """What Slurm says now about `slurm_ids`: ``({slurm_id: (state, reason)}, from_sacct)``.
+
+    Asks ``sacct`` (accounting: also jobs that ended long ago); where accounting is
+    not running, falls back on ``squeue``, which knows only jobs still in the queue
+    (``from_sacct`` is then False, and a job it does not list has ended in a way
+    nobody can tell). Ids Slurm does not know are left out. Raises OSError without
+    either command.
+    """
+    ids = sorted(set(slurm_ids))
+    if not ids:
+        return {}, True
+    arrays = sorted({i.split("_")[0] for i in ids})
+    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(arrays)]
+    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
+    from_sacct = proc.returncode == 0
+    if not from_sacct:
+        # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
+        squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
+        proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
+            raise OSError(f"neither sacct nor squeue could report job states: {proc.stderr.strip()}")
+    wanted = set(ids)
+    states: dict[str, tuple[str, str]] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 3:
+            continue
+        state = parts[1].split()[0] if parts[1].strip() else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+        detail = parts[1].strip() if parts[1].strip() != state else ""
+        reason = "; ".join(x for x in (detail, parts[2].strip()) if x and x != "None")
+        for sid in expand_job_id(parts[0].strip()):
+            if sid in wanted:
+                states[sid] = (state, reason)
+    return states, from_sacct
+
+
+def expand_job_id(text: str) -> list[str]:
+    """Slurm's names of array tasks, one per task: ``"7_3"`` -> ``["7_3"]``,
+    ``"7_[0-2,5%2]"`` -> ``["7_0", "7_1", "7_2", "7_5"]``; a plain job id as is."""
+    m = re.fullmatch(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]", text)
+    if not m:
+        return [text]
+    out = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
