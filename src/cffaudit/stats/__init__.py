@@ -15,6 +15,8 @@ from cffaudit.stats.bootstrap import (
     comparison_seed,
 )
 from cffaudit.stats.checks import GroupCount, RunCheck, RunTableError, check_runs
+from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
+from cffaudit.stats.components import decompose
 from cffaudit.stats.comparison import ComparisonReport, adjust, compare, verdict, verdicts
 from cffaudit.stats.describe import describe
 from cffaudit.stats.effects import (
@@ -71,6 +73,11 @@ from cffaudit.stats.variance import (
 )
 
 __all__ = [
+    "decompose",
+    "VarianceComponent",
+    "Decomposition",
+    "ConditionComponents",
+    "ComponentRatio",
     "AdjustedPValues",
     "AnovaTerm",
     "AuditResult",

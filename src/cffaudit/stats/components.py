@@ -1,0 +1,343 @@
+"""Variance components of a run table: which random source (seed, probe seed, init, data
+order, ...) carries how much of the spread, per condition (issue 11, item 5).
+
+`decompose(frame, "test_acc", "seed/probe_seed")` fits B nested in A; `"seed_init*seed_data"`
+(quote it in a shell) fits A and B crossed. Point estimates are REML (statsmodels
+`MixedLM`): nested as groups A with a variance component for B within A (or, with one run
+per (A, B) cell, B as the residual); crossed as variance components over one group.
+Intervals are parametric bootstrap percentile intervals: data sets are drawn from the
+fitted normal model on the observed design and re-estimated, by the ANOVA estimators
+truncated at zero when the design is balanced (where they equal REML away from the
+boundary; see `_anova`) and by refitting REML otherwise.
+
+A design that cannot identify a component, REML that does not converge on unbalanced
+data, and unknown columns raise ValueError with what to do; a component estimated at
+zero is flagged `on_boundary` and noted, never dropped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cffaudit.stats import _anova
+from cffaudit.stats._validate import check_probability, plain
+from cffaudit.stats.bootstrap import comparison_seed
+from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
+from cffaudit.stats.results import ConfidenceInterval
+from cffaudit.stats.variance import _percentile
+
+#: A component below this fraction of the total variance is reported as on the boundary (0).
+BOUNDARY_TOLERANCE = 1e-6
+
+# ConvergenceWarning messages of MixedLM that do not mean the fit failed: an estimate at
+# zero (reported as a boundary) and a retry with another optimiser (judged by its outcome).
+_BENIGN = ("boundary", "retrying", "trying a different optimizer")
+
+
+def check_column(name: str, columns: Sequence[str], parameter: str) -> str:
+    """Return `name` if it is one of `columns`; otherwise raise naming them and the closest.
+
+    Raises:
+        ValueError: If `name` is not a column.
+    """
+    columns = [str(c) for c in columns]
+    if name in columns:
+        return name
+    close = difflib.get_close_matches(name, columns, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{parameter}: no column {name!r} in the run table{hint}; columns are {columns}")
+
+
+def parse_spec(spec: str, columns: Sequence[str]) -> tuple[str, str, str]:
+    """Split a design spec into (kind, A, B): 'A/B' is ('nested', A, B), 'A*B' ('crossed', A, B).
+
+    Raises:
+        ValueError: If the spec is not of either form, names a column twice, or names a
+            column the table does not have.
+    """
+    text = str(spec).strip()
+    for sep, kind in (("/", "nested"), ("*", "crossed")):
+        parts = [p.strip() for p in text.split(sep)]
+        if len(parts) == 2 and all(parts) and not any(s in p for p in parts for s in "/*"):
+            a, b = parts
+            if a == b:
+                raise ValueError(f"spec: {spec!r} names {a!r} twice; name two different columns")
+            return kind, check_column(a, columns, "spec"), check_column(b, columns, "spec")
+    raise ValueError(f"spec: {spec!r} is not 'A/B' (B nested in A, e.g. 'seed/probe_seed') or 'A*B' (A and B "
+                     f"crossed, e.g. 'seed_init*seed_data'; quote it in a shell)")
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def _identify(data: pd.DataFrame, kind: str, a: str, b: str, where: str) -> dict:
+    """Codes and balance of one condition's design; raise when a component is not identified."""
+    codes_a, n_a = _codes(data["_a"])
+    for col, n in ((a, n_a), (b, data["_b"].nunique())):
+        if n < 2:
+            raise ValueError(f"spec: {col!r} has one level ({plain(data[col].iloc[0])!r}) in {where}; its variance "
+                             f"cannot be estimated; vary {col} across runs or leave it out of the spec")
+    cell_key = data["_a"].astype(str) + "\x1f" + data["_b"].astype(str)
+    codes_cell, n_cells = _codes(cell_key)
+    sizes = np.bincount(codes_cell)
+    if kind == "nested":
+        if n_cells == n_a:
+            raise ValueError(f"spec: no replication within {a!r} in {where}: every level of {a} has one level of {b}, "
+                             f"so {a} and {b} within {a} are confounded; give each {a} several {b} levels")
+        per_a = data.groupby("_a")["_b"].nunique().to_numpy()
+        codes_b, replicated = codes_cell, bool(sizes.max() > 1)
+        balanced = bool(np.all(per_a == per_a[0]) and np.all(sizes == sizes[0]))
+    else:
+        codes_b, n_b = _codes(data["_b"])
+        residual_df = len(data) - n_a - n_b + 1
+        if data.groupby("_b")["_a"].nunique().max() < 2 or data.groupby("_a")["_b"].nunique().max() < 2 or residual_df < 1:
+            raise ValueError(f"spec: {a!r} and {b!r} are not crossed in {where} (no level of one is combined with "
+                             f"several levels of the other, or no replication is left for the residual); cross them, "
+                             f"or write '{a}/{b}' if {b} is nested in {a}")
+        replicated = bool(sizes.max() > 1)
+        balanced = bool(n_cells == n_a * n_b and np.all(sizes == sizes[0]))
+    return {"codes_a": codes_a, "codes_b": codes_b, "replicated": replicated, "balanced": balanced,
+            "n_a": n_a, "n_b": int(data["_b"].nunique()), "cell_size": int(sizes[0]) if balanced else None}
+
+
+def _balanced_array(y: np.ndarray, design: dict, kind: str) -> np.ndarray:
+    """Responses (..., runs) rearranged to (..., a, b, n) for the ANOVA estimators."""
+    codes_a, codes_b = design["codes_a"], design["codes_b"]
+    if kind == "nested":  # B's position within its level of A
+        within = np.zeros_like(codes_b)
+        for level in range(design["n_a"]):
+            mask = codes_a == level
+            within[mask] = pd.factorize(codes_b[mask], sort=True)[0]
+        codes_b = within
+    order = np.lexsort((codes_b, codes_a))
+    a = design["n_a"]
+    return y[..., order].reshape(*y.shape[:-1], a, -1, design["cell_size"])
+
+
+def _fit_reml(y: np.ndarray, design: dict, kind: str) -> tuple[float, np.ndarray, list[str], bool]:
+    """REML by statsmodels MixedLM: (mean, variances in `_anova.component_names` order,
+    convergence-warning messages, converged)."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    df = pd.DataFrame({"y": y, "a": design["codes_a"], "b": design["codes_b"], "one": 0})
+    replicated = design["replicated"]
+    if kind == "nested":
+        vc = {"b": "0 + C(b)"} if replicated else None
+        model = MixedLM.from_formula("y ~ 1", groups="a", re_formula="1", vc_formula=vc, data=df)
+    else:
+        vc = {"a": "0 + C(a)", "b": "0 + C(b)"}
+        if replicated:
+            vc["ab"] = "0 + C(a):C(b)"
+        model = MixedLM.from_formula("y ~ 1", groups="one", re_formula="0", vc_formula=vc, data=df)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit = model.fit(reml=True)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    if kind == "nested":
+        parts = [float(fit.cov_re.iloc[0, 0])] + ([float(fit.vcomp[0])] if replicated else []) + [float(fit.scale)]
+    else:
+        vcomp = dict(zip(model.exog_vc.names, np.asarray(fit.vcomp, dtype=float)))
+        parts = [vcomp["a"], vcomp["b"]] + ([vcomp["ab"]] if replicated else []) + [float(fit.scale)]
+    return float(np.asarray(fit.fe_params)[0]), np.maximum(np.array(parts), 0.0), messages, bool(fit.converged)
+
+
+def _failed(messages: list[str], converged: bool) -> Optional[str]:
+    bad = [m for m in messages if not any(s in m.lower() for s in _BENIGN)]
+    if not converged:
+        bad.append("the optimiser reported no convergence")
+    return "; ".join(bad) if bad else None
+
+
+def _bootstrap(rng, draws: int, mean: float, variances: np.ndarray, design: dict, kind: str) -> tuple[np.ndarray, int]:
+    """Parametric bootstrap draws of the components, (draws, k), and the count of failed refits."""
+    y = _anova.simulate(rng, draws, mean, variances, kind, design["codes_a"], design["codes_b"])
+    if design["balanced"]:
+        return np.maximum(_anova.moment_estimates(_balanced_array(y, design, kind), kind), 0.0), 0
+    kept = []
+    for row in y:
+        try:
+            _, est, messages, converged = _fit_reml(row, design, kind)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if _failed(messages, converged) is None:
+            kept.append(est)
+    return np.array(kept).reshape(-1, variances.size), draws - len(kept)
+
+
+def _names(kind: str, a: str, b: str, replicated: bool) -> list[tuple[str, str]]:
+    label = {"A": a, "B": f"{b} within {a}" if kind == "nested" else b, "A:B": f"{a}:{b}", "residual": "residual"}
+    return [(label[r], r) for r in _anova.component_names(kind, replicated)]
+
+
+def _condition(data: pd.DataFrame, label: str, kind: str, a: str, b: str, *, seed: int, spec: str,
+               n_resamples: Optional[int], cl: float) -> tuple[ConditionComponents, np.ndarray]:
+    where = f"condition {label!r}" if label else "the run table"
+    design = _identify(data, kind, a, b, where)
+    y = data["_y"].to_numpy(dtype=np.float64)
+    notes = []
+    mean, est, messages, converged = _fit_reml(y, design, kind)
+    anova = _anova.moment_estimates(_balanced_array(y, design, kind), kind) if design["balanced"] else None
+    method = "REML (statsmodels MixedLM)"
+    failure = _failed(messages, converged)
+    if failure is not None:
+        if anova is None:
+            raise ValueError(f"spec: REML did not converge on the unbalanced data of {where} (statsmodels: {failure}); "
+                             f"no estimate is reported rather than a silent zero. Balance the design (the same "
+                             f"number of runs in every cell) or add runs to the sparse cells")
+        est, mean = np.maximum(anova, 0.0), float(y.mean())
+        method = "ANOVA estimators truncated at 0 (REML did not converge; they coincide on balanced data)"
+        notes.append(f"REML did not converge ({failure}); the ANOVA estimates are reported instead")
+    if design["balanced"]:
+        draws = 999 if n_resamples is None else int(n_resamples)
+        interval_method = (f"parametric bootstrap, {draws} draws re-estimated by the ANOVA estimators truncated "
+                           f"at 0 (equal to REML on balanced data), percentile")
+    else:
+        draws = 199 if n_resamples is None else int(n_resamples)
+        interval_method = f"parametric bootstrap, {draws} draws refitted by REML, percentile"
+    derived = comparison_seed(seed, f"decompose {spec} | {label}")
+    boot, n_failed = _bootstrap(np.random.default_rng(derived), draws, mean, est, design, kind)
+    if boot.shape[0] < 2:
+        raise ValueError(f"spec: REML failed on {n_failed} of {draws} bootstrap refits in {where}; no interval can be "
+                         f"made. Balance the design or add runs")
+    if n_failed:
+        notes.append(f"{n_failed} of {draws} bootstrap refits did not converge and are left out of the intervals")
+    total = float(est.sum())
+    q = (1.0 - cl) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = boot / boot.sum(axis=1, keepdims=True)
+    components = []
+    for j, (name, role) in enumerate(_names(kind, a, b, design["replicated"])):
+        boundary = bool(est[j] <= BOUNDARY_TOLERANCE * max(total, np.finfo(float).tiny))
+        if boundary:
+            notes.append(f"{name} is estimated at 0, on the boundary of the parameter space: its interval starts "
+                         f"at 0 and its share is an upper bound at best, not evidence that it is absent")
+        sj = shares[:, j][np.isfinite(shares[:, j])]
+        components.append(VarianceComponent(
+            name=name, role=role, variance=float(est[j]),
+            confidence_interval=ConfidenceInterval(_percentile(boot[:, j], q), _percentile(boot[:, j], 1 - q)),
+            share=float(est[j] / total) if total > 0 else float("nan"),
+            share_interval=ConfidenceInterval(*(map(float, np.quantile(sj, [q, 1 - q])) if sj.size else (np.nan, np.nan))),
+            on_boundary=boundary, anova=None if anova is None else float(anova[j])))
+    if kind == "crossed" and not design["replicated"]:
+        notes.append(f"one run per ({a}, {b}) cell: the residual includes the {a}:{b} interaction")
+    result = ConditionComponents(
+        condition=label, n_runs=len(data), n_levels_a=design["n_a"], n_levels_b=design["n_b"],
+        balanced=design["balanced"], replicates=design["cell_size"], mean=float(mean), total=total,
+        components=tuple(components), method=method, interval_method=interval_method, n_resamples=draws,
+        n_failed=n_failed, seed=derived, notes=tuple(notes))
+    return result, boot
+
+
+def _ratios(results: dict, boots: dict, by: list[str], compare: str, levels: Sequence, cl: float) -> list[ComponentRatio]:
+    """Each component of condition compare=levels[0] over compare=levels[1], per stratum of the other `by` columns."""
+    q = (1.0 - cl) / 2.0
+    out = []
+    for key, res in results.items():
+        values = dict(zip(by, key))
+        if values[compare] != levels[0]:
+            continue
+        other = tuple(levels[1] if col == compare else values[col] for col in by)
+        if other not in results:
+            continue
+        den, bn, bd = results[other], boots[key], boots[other]
+        m = min(len(bn), len(bd))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = bn[:m] / bd[:m]
+        for j, (cn, cd) in enumerate(zip(res.components, den.components)):
+            r = ratio[:, j]
+            defined = r[~np.isnan(r)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                point = cn.variance / cd.variance if cd.variance > 0 else (np.inf if cn.variance > 0 else np.nan)
+            ci = (ConfidenceInterval(_percentile(defined, q), _percentile(defined, 1 - q)) if defined.size
+                  else ConfidenceInterval(np.nan, np.nan))
+            out.append(ComponentRatio(component=cn.name, role=cn.role, numerator=res.condition,
+                                      denominator=den.condition, ratio=float(point), confidence_interval=ci,
+                                      confidence_level=cl, n_undefined=int(r.size - defined.size)))
+    return out
+
+
+def decompose(
+    frame: pd.DataFrame,
+    response: str,
+    spec: str,
+    *,
+    by: Sequence[str] = (),
+    compare: Optional[str] = None,
+    compare_levels: Optional[Sequence] = None,
+    n_resamples: Optional[int] = None,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> Decomposition:
+    """Variance components of `response` for the design `spec`, per condition.
+
+    Examples:
+        ``decompose(runs, "test_acc", "seed/probe_seed", by=["margin"], compare="margin")``
+        (encoder seed and probe seed within it, clamp against subtract);
+        ``decompose(runs, "test_acc", "seed_init*seed_data")`` (crossed; on a command line
+        write ``--decompose 'seed_init*seed_data'``: unquoted, the shell expands ``*``).
+
+    Args:
+        frame: One row per run (finished runs only; filter by `status` first).
+        response: The numeric column to decompose (e.g. `test_acc`).
+        spec: 'A/B' (B nested in A) or 'A*B' (A and B crossed), naming columns.
+        by: Columns whose combinations are the conditions, each decomposed on its own.
+        compare: One of `by` with two levels (e.g. `margin`): each component of the first
+            level is divided by that of the second, within each stratum of the other `by`
+            columns, with a bootstrap interval.
+        compare_levels: (numerator, denominator) levels of `compare`; default: its two
+            levels in sorted order.
+        n_resamples: Parametric bootstrap draws per condition (default 999 on balanced
+            designs, 199 on unbalanced ones, where each draw is a REML refit).
+        confidence_level: Coverage of every interval.
+        seed: Analysis seed; each condition draws from a generator derived from it and
+            the condition's label (`bootstrap.comparison_seed`), recorded in the result.
+
+    Raises:
+        ValueError: If a column does not exist (the message names the columns and the
+            closest), the response is not finite numbers, a condition cannot identify a
+            component (one level; no replication), REML fails to converge on unbalanced
+            data, or `compare` is not one of `by` with two levels.
+    """
+    columns = list(frame.columns)
+    response = check_column(response, columns, "response")
+    kind, a, b = parse_spec(spec, columns)
+    by = [check_column(c, columns, "by") for c in by]
+    if a in by or b in by:
+        raise ValueError(f"by: {by} includes a column of the spec {spec!r}; condition on other columns")
+    cl = check_probability(confidence_level, "confidence_level")
+    if n_resamples is not None and (int(n_resamples) != n_resamples or n_resamples < 2):
+        raise ValueError(f"n_resamples: must be an integer >= 2, got {plain(n_resamples)!r}")
+    y = pd.to_numeric(frame[response], errors="coerce")
+    if not np.all(np.isfinite(y.to_numpy(dtype=np.float64))):
+        raise ValueError(f"response: {int((~np.isfinite(y.to_numpy(dtype=np.float64))).sum())} value(s) of "
+                         f"{response!r} are missing or not finite numbers; keep finished runs only")
+    for col in (a, b, *by):
+        if frame[col].isna().any():
+            raise ValueError(f"spec: column {col!r} is empty in {int(frame[col].isna().sum())} run(s); "
+                             f"every run needs a value")
+    data = frame.assign(_y=y.astype(np.float64), _a=frame[a], _b=frame[b])
+    if compare is not None:
+        if compare not in by:
+            raise ValueError(f"compare: {compare!r} must be one of by {by}")
+        found = sorted(data[compare].unique().tolist())
+        levels = list(compare_levels) if compare_levels is not None else found
+        if len(levels) != 2 or any(lv not in found for lv in levels):
+            raise ValueError(f"compare_levels: {compare!r} needs two of its levels {found}, got {levels}")
+    results, boots = {}, {}
+    groups = data.groupby(by, sort=True) if by else [((), data)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = "/".join(str(k) for k in key)
+        results[key], boots[key] = _condition(part, label, kind, a, b, seed=seed, spec=str(spec),
+                                              n_resamples=n_resamples, cl=cl)
+    ratios = _ratios(results, boots, by, compare, levels, cl) if compare is not None else []
+    return Decomposition(response=response, spec=str(spec), kind=kind, a=a, b=b, by=tuple(by), compare=compare,
+                         conditions=tuple(results.values()), ratios=tuple(ratios), confidence_level=cl, seed=int(seed))
