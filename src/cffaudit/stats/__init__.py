@@ -64,6 +64,7 @@ from cffaudit.stats.results import (
     WelchResult,
     jsonable,
 )
+from cffaudit.stats.testset import FLOOR_MIN_RUNS, SamplingFloor, correctness, sampling_floors_markdown, sampling_floor
 from cffaudit.stats.variance import (
     bootstrap_variance_ratio,
     brown_forsythe_test,
@@ -73,6 +74,11 @@ from cffaudit.stats.variance import (
 )
 
 __all__ = [
+    "sampling_floor",
+    "sampling_floors_markdown",
+    "correctness",
+    "SamplingFloor",
+    "FLOOR_MIN_RUNS",
     "decompose",
     "VarianceComponent",
     "Decomposition",
