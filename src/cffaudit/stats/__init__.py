@@ -1,5 +1,10 @@
 """Statistics of the variance audit: numpy, scipy, statsmodels and pandas only.
 
+Sources of variance (issue 11): `decompose` (variance components of 'A/B' nested and
+'A*B' crossed designs), `sampling_floor` (the test-set sampling floor under the observed
+between-run variance) and `seed_mechanism` (per-seed rank correlations of CAR, gradient
+norm and stage-1 gain with accuracy).
+
 Importing this package must not import torch, ray or matplotlib (tests check it in a
 fresh interpreter), so `cffaudit analyze` runs where no training stack is installed.
 Results look like scipy's: frozen dataclasses with `statistic`, `pvalue`, `df` and
@@ -15,9 +20,9 @@ from cffaudit.stats.bootstrap import (
     comparison_seed,
 )
 from cffaudit.stats.checks import GroupCount, RunCheck, RunTableError, check_runs
+from cffaudit.stats.comparison import ComparisonReport, adjust, compare, verdict, verdicts
 from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
 from cffaudit.stats.components import decompose
-from cffaudit.stats.comparison import ComparisonReport, adjust, compare, verdict, verdicts
 from cffaudit.stats.describe import describe
 from cffaudit.stats.effects import (
     EffectSizes,
@@ -38,6 +43,7 @@ from cffaudit.stats.equal_variance import (
     run_test,
 )
 from cffaudit.stats.means import welch_test
+from cffaudit.stats.mechanism import MECHANISM_MIN_N, MECHANISM_PREDICTORS, MechanismResult, RankCorrelation, seed_mechanism
 from cffaudit.stats.multiplicity import AdjustedPValues, adjust_pvalues, benjamini_hochberg, holm
 from cffaudit.stats.normality import shapiro_wilk
 from cffaudit.stats.planning import (
@@ -74,16 +80,6 @@ from cffaudit.stats.variance import (
 )
 
 __all__ = [
-    "sampling_floor",
-    "sampling_floors_markdown",
-    "correctness",
-    "SamplingFloor",
-    "FLOOR_MIN_RUNS",
-    "decompose",
-    "VarianceComponent",
-    "Decomposition",
-    "ConditionComponents",
-    "ComponentRatio",
     "AdjustedPValues",
     "AnovaTerm",
     "AuditResult",
@@ -92,24 +88,34 @@ __all__ = [
     "BootstrapResult",
     "Comparison",
     "ComparisonReport",
+    "ComponentRatio",
+    "ConditionComponents",
     "ConfidenceInterval",
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_PRIMARY",
     "DEFAULT_PRIMARY_REASON",
+    "Decomposition",
     "EffectSizes",
     "Estimate",
+    "FLOOR_MIN_RUNS",
     "FactorialLeveneResult",
     "GroupCount",
     "GroupSummary",
     "LeveneResult",
+    "MECHANISM_MIN_N",
+    "MECHANISM_PREDICTORS",
+    "MechanismResult",
     "PairedVarianceTest",
     "PlannedPower",
     "PowerResult",
+    "RankCorrelation",
     "RunCheck",
     "RunTableError",
+    "SamplingFloor",
     "SeedBudget",
     "ShapiroResult",
     "TEST_NAMES",
+    "VarianceComponent",
     "VarianceRatioResult",
     "VarianceTest",
     "WelchResult",
@@ -124,6 +130,8 @@ __all__ = [
     "compare",
     "comparison_reports",
     "comparison_seed",
+    "correctness",
+    "decompose",
     "describe",
     "effect_sizes",
     "equal_variance_tests",
@@ -139,6 +147,9 @@ __all__ = [
     "power_at_ratio",
     "probability_of_superiority",
     "run_test",
+    "sampling_floor",
+    "sampling_floors_markdown",
+    "seed_mechanism",
     "seeds_for_log_ratio_width",
     "seeds_for_power",
     "seeds_for_power_of",

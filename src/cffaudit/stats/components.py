@@ -17,7 +17,6 @@ zero is flagged `on_boundary` and noted, never dropped.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from typing import Optional, Sequence
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cffaudit.stats import _anova
-from cffaudit.stats._validate import check_probability, plain
+from cffaudit.stats._validate import check_column, check_probability, plain
 from cffaudit.stats.bootstrap import comparison_seed
 from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
 from cffaudit.stats.results import ConfidenceInterval
@@ -37,20 +36,6 @@ BOUNDARY_TOLERANCE = 1e-6
 # ConvergenceWarning messages of MixedLM that do not mean the fit failed: an estimate at
 # zero (reported as a boundary) and a retry with another optimiser (judged by its outcome).
 _BENIGN = ("boundary", "retrying", "trying a different optimizer")
-
-
-def check_column(name: str, columns: Sequence[str], parameter: str) -> str:
-    """Return `name` if it is one of `columns`; otherwise raise naming them and the closest.
-
-    Raises:
-        ValueError: If `name` is not a column.
-    """
-    columns = [str(c) for c in columns]
-    if name in columns:
-        return name
-    close = difflib.get_close_matches(name, columns, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"{parameter}: no column {name!r} in the run table{hint}; columns are {columns}")
 
 
 def parse_spec(spec: str, columns: Sequence[str]) -> tuple[str, str, str]:
