@@ -133,7 +133,7 @@ def test_per_condition_ratios_and_determinism():
 
 def test_unbalanced_data_refits_reml_in_the_bootstrap():
     frame = nested_runs(np.random.default_rng(7), n=2).iloc[:-3]
-    res = decompose(frame, "test_acc", "seed/probe_seed", n_resamples=20).condition("")
+    res = decompose(frame, "test_acc", "seed/probe_seed", n_resamples=8).condition("")
     assert not res.balanced and res.replicates is None and all(c.anova is None for c in res.components)
     assert "refitted by REML" in res.interval_method
 
@@ -228,3 +228,19 @@ def test_parse_spec():
     cols = ["seed", "probe_seed", "seed_init", "seed_data"]
     assert parse_spec("seed/probe_seed", cols) == ("nested", "seed", "probe_seed")
     assert parse_spec(" seed_init * seed_data ", cols) == ("crossed", "seed_init", "seed_data")
+
+
+def test_reml_near_the_boundary_is_retried_derivative_free():
+    # Unbalanced, no seed or probe variance: statsmodels' default gradient optimisers stop
+    # short here; Powell (tried next) reaches the REML optimum that Nelder-Mead finds.
+    frame = nested_runs(np.random.default_rng(1), a=8, b=3, n=2, s2_a=0.0, s2_b=0.0, s2_e=1.0).iloc[:-3]
+    res = decompose(frame, "test_acc", "seed/probe_seed", n_resamples=3).condition("")
+    assert res.method == "REML (statsmodels MixedLM, Powell)"
+    model = MixedLM.from_formula("test_acc ~ 1", groups="seed", re_formula="1", data=frame,
+                                 vc_formula={"p": "0 + C(probe_seed)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nm = model.fit(reml=True, method=["nm"])
+    assert [c.variance for c in res.components] == pytest.approx(
+        [max(nm.cov_re.iloc[0, 0], 0), max(nm.vcomp[0], 0), nm.scale], abs=2e-3)
+    assert res.component("seed").on_boundary
