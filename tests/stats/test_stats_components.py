@@ -244,3 +244,19 @@ def test_reml_near_the_boundary_is_retried_derivative_free():
     assert [c.variance for c in res.components] == pytest.approx(
         [max(nm.cov_re.iloc[0, 0], 0), max(nm.vcomp[0], 0), nm.scale], abs=2e-3)
     assert res.component("seed").on_boundary
+
+
+def test_probe_rows_turn_probe_accuracies_into_a_nested_design():
+    from cffaudit.stats import probe_rows
+
+    runs = pd.DataFrame({"margin": ["clamp"] * 4, "seed": [1, 2, 3, 4], "test_acc": [70.0, 71.0, 69.0, 72.0],
+                         "probe_test_accs": [[70.0, 70.5], [71.0, 70.2], "[69.0, 69.4]", (72.0, 71.1)]})
+    rows = probe_rows(runs)
+    assert len(rows) == 8 and "probe_test_accs" not in rows
+    assert rows.probe_seed.tolist() == [0, 1] * 4 and rows.test_acc.tolist()[:4] == [70.0, 70.5, 71.0, 70.2]
+    res = decompose(rows, "test_acc", "seed/probe_seed", n_resamples=50).condition("")
+    assert [c.name for c in res.components] == ["seed", "probe_seed within seed"]
+    with pytest.raises(ValueError, match=r"^accuracies: 1 of 4 run\(s\) have no 'probe_test_accs' \(first: row 2\)"):
+        probe_rows(runs.assign(probe_test_accs=[[70.0], [71.0], None, [72.0]]))
+    with pytest.raises(ValueError, match=r"^accuracies: no column 'probe_accs'.*did you mean 'probe_test_accs'"):
+        probe_rows(runs, accuracies="probe_accs")

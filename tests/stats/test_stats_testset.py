@@ -66,7 +66,14 @@ def test_correctness_from_predictions_and_probes():
         correctness(pred, labels[:3])
     with pytest.raises(ValueError, match=r"^probe: must lie in \[0, 1\]"):
         correctness(pred, labels, probe=2)
-    with pytest.raises(ValueError, match=r"^labels: expected shape \(N,\)"):
+    with pytest.raises(ValueError, match=r"^labels: expected shape \(N,\) or \(runs, N\)"):
+        correctness(pred, labels[None, None])
+    per_run = np.stack([labels, labels])
+    assert correctness(pred, per_run).tolist() == correctness(pred, labels).tolist()
+    per_run[1, 0] = 2
+    with pytest.raises(ValueError, match="^labels: run 1 was tested on other labels than run 0"):
+        correctness(pred, per_run)
+    with pytest.raises(ValueError, match="^labels: 1 runs of labels for 2 runs"):
         correctness(pred, labels[None])
 
 

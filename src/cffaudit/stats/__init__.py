@@ -22,7 +22,7 @@ from cffaudit.stats.bootstrap import (
 from cffaudit.stats.checks import GroupCount, RunCheck, RunTableError, check_runs
 from cffaudit.stats.comparison import ComparisonReport, adjust, compare, verdict, verdicts
 from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
-from cffaudit.stats.components import decompose
+from cffaudit.stats.components import decompose, probe_rows
 from cffaudit.stats.describe import describe
 from cffaudit.stats.effects import (
     EffectSizes,
@@ -146,6 +146,7 @@ __all__ = [
     "posthoc_power",
     "power_at_ratio",
     "probability_of_superiority",
+    "probe_rows",
     "run_test",
     "sampling_floor",
     "sampling_floors_markdown",

@@ -17,8 +17,9 @@ zero is flagged `on_boundary` and noted, never dropped.
 
 from __future__ import annotations
 
+import json
 import warnings
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,49 @@ def _ratios(results: dict, boots: dict, by: list[str], compare: str, levels: Seq
                                       denominator=den.condition, ratio=float(point), confidence_interval=ci,
                                       confidence_level=cl, n_undefined=int(r.size - defined.size)))
     return out
+
+
+def _probe_values(value: Any) -> Optional[list]:
+    if isinstance(value, str):  # a list column read back from a CSV
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > 0:
+        return [float(v) for v in value]
+    return None
+
+
+def probe_rows(frame: pd.DataFrame, *, accuracies: str = "probe_test_accs", response: str = "test_acc",
+               probe: str = "probe_seed") -> pd.DataFrame:
+    """One row per probe, from a run table whose `accuracies` column holds each run's probe accuracies.
+
+    A run trained with `--probe-seeds K` records K accuracies (`probe_test_accs`, the
+    first being `test_acc`); this table is what `decompose(rows, "test_acc",
+    "seed/probe_seed")` takes to split encoder from probe variance.
+
+    Args:
+        frame: One row per run.
+        accuracies: The column of per-probe accuracies (lists, or JSON lists from a CSV).
+        response: The column the probe accuracies are written to.
+        probe: The new column holding the probe's index within its run (0..K-1).
+
+    Raises:
+        ValueError: If `accuracies` is not a column (naming the closest), or a run has no
+            probe accuracies (trained before they were recorded).
+    """
+    accuracies = check_column(accuracies, list(frame.columns), "accuracies")
+    values = [_probe_values(v) for v in frame[accuracies]]
+    missing = [i for i, v in enumerate(values) if v is None]
+    if missing:
+        raise ValueError(f"accuracies: {len(missing)} of {len(frame)} run(s) have no {accuracies!r} (first: row "
+                         f"{plain(frame.index[missing[0]])}); they were trained before probe accuracies were "
+                         f"recorded: leave them out or retrain them")
+    counts = [len(v) for v in values]
+    rows = frame.loc[frame.index.repeat(counts)].drop(columns=[accuracies]).reset_index(drop=True)
+    rows[response] = [a for v in values for a in v]
+    rows[probe] = [k for n in counts for k in range(n)]
+    return rows
 
 
 def decompose(

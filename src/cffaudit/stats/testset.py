@@ -87,8 +87,9 @@ def correctness(predictions: Any, labels: Any, *, probe: int = 0) -> np.ndarray:
 
     Args:
         predictions: Predicted classes shaped (runs, N), or (runs, K, N) for K probes per
-            run (the layout of `predictions.npz` stacked over runs).
-        labels: True classes, shape (N,).
+            run (`predictions.npz`'s `probes` stacked over runs).
+        labels: True classes, shape (N,), or (runs, N) as read from each run's file; the
+            rows must then be equal (the runs were tested on one test set, in one order).
         probe: With (runs, K, N) predictions, the probe to use; 0 is the probe whose
             accuracy is `test_acc`.
 
@@ -96,12 +97,21 @@ def correctness(predictions: Any, labels: Any, *, probe: int = 0) -> np.ndarray:
         A boolean array shaped (runs, N).
 
     Raises:
-        ValueError: If the shapes do not match or `probe` is out of range.
+        ValueError: If the shapes do not match, runs carry different labels, or `probe`
+            is out of range.
     """
     pred = np.asarray(predictions)
     y = np.asarray(labels)
+    if y.ndim == 2:
+        differ = np.flatnonzero(np.any(y != y[:1], axis=1))
+        if differ.size:
+            raise ValueError(f"labels: run {int(differ[0])} was tested on other labels than run 0 ({differ.size} "
+                             f"run(s) differ); analyse runs on different test sets separately")
+        if pred.shape[:1] != y.shape[:1]:
+            raise ValueError(f"labels: {y.shape[0]} runs of labels for {pred.shape[0]} runs of predictions")
+        y = y[0]
     if y.ndim != 1:
-        raise ValueError(f"labels: expected shape (N,), got {y.shape}")
+        raise ValueError(f"labels: expected shape (N,) or (runs, N), got {y.shape}")
     if pred.ndim == 3:
         if not 0 <= probe < pred.shape[1]:
             raise ValueError(f"probe: must lie in [0, {pred.shape[1] - 1}] for {pred.shape[1]} probes, got {plain(probe)!r}")
