@@ -138,16 +138,16 @@ class Decomposition(_Result):
         for cond in self.conditions:
             for c in cond.components:
                 mark = " (boundary)" if c.on_boundary else ""
-                rows.append([cond.condition or "all runs", cond.n_runs, c.name, number(c.variance, 3) + mark,
+                rows.append([cond.condition or "all runs", c.name, cond.n_runs, number(c.variance, 3) + mark,
                              interval(c.confidence_interval), f"{100 * c.share:.1f}%",
                              interval(tuple(100 * v for v in c.share_interval), 3)])
         out = [f"Variance components of {self.response}, design `{self.spec}` ({self.kind})", "",
-               table(["condition", "runs", "component", "variance", f"{pct}% CI", "share", f"share {pct}% CI (%)"], rows)]
+               table(["condition", "component", "runs", "variance", f"{pct}% CI", "share", f"share {pct}% CI (%)"], rows, left=2)]
         if self.ratios:
             out += ["", table(
-                ["component", "ratio", "of", f"{pct}% CI"],
-                [[r.component, number(r.ratio, 3), f"{r.numerator} / {r.denominator}", interval(r.confidence_interval)]
-                 for r in self.ratios])]
+                ["component", "ratio of", "ratio", f"{pct}% CI"],
+                [[r.component, f"{r.numerator} / {r.denominator}", number(r.ratio, 3), interval(r.confidence_interval)]
+                 for r in self.ratios], left=2)]
         methods = sorted({f"{c.method}; intervals: {c.interval_method}" for c in self.conditions})
         notes = [f"{c.condition or 'all runs'}: {n}" for c in self.conditions for n in c.notes]
         out += [""] + [f"- {m}" for m in methods] + [f"- {n}" for n in notes]

@@ -86,9 +86,9 @@ class MechanismResult(_Result):
                  c.reason if c.skipped else interval(c.confidence_interval),
                  "—" if c.skipped else number(c.pvalue, 2)] for c in self.correlations]
         return "\n".join([
-            table(["condition", "per-seed", "against", "n", "Spearman rho", f"{pct}% CI", "p"], rows), "",
+            table(["condition", "per-seed", "against", "n", "Spearman rho", f"{pct}% CI", "p"], rows, left=3), "",
             f"- Spearman rank correlation over the runs of each condition (scipy.stats.spearmanr); intervals: "
-            f"paired percentile bootstrap, {self.n_resamples} resamples, seed {self.seed}.",
+            f"paired percentile bootstrap, {self.n_resamples} resamples, analysis seed {self.seed}.",
         ])
 
 
