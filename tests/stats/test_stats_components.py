@@ -260,3 +260,25 @@ def test_probe_rows_turn_probe_accuracies_into_a_nested_design():
         probe_rows(runs.assign(probe_test_accs=[[70.0], [71.0], None, [72.0]]))
     with pytest.raises(ValueError, match=r"^accuracies: no column 'probe_accs'.*did you mean 'probe_test_accs'"):
         probe_rows(runs, accuracies="probe_accs")
+
+
+def test_the_residual_interval_is_the_chi_square_pivot():
+    # On a balanced crossed design the residual mean square is s^2 chi2_df / df, so the
+    # basic interval on the log scale approaches the exact interval df s^2 / chi2_{1-q} .. df s^2 / chi2_q.
+    from scipy import stats
+
+    frame = crossed_runs(np.random.default_rng(9), a=6, b=5)
+    res = decompose(frame, "test_acc", "seed_init*seed_data", n_resamples=4000).condition("")
+    resid, df = res.component("residual"), 5 * 4
+    exact = (df * resid.variance / stats.chi2.ppf(0.975, df), df * resid.variance / stats.chi2.ppf(0.025, df))
+    assert resid.confidence_interval == pytest.approx(exact, rel=0.05)
+
+
+def test_basic_log_interval_edges():
+    from cffaudit.stats.components import _basic_log
+
+    draws = np.array([0.5, 1.0, 2.0, 4.0])
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    assert _basic_log(2.0, draws, 0.025) == pytest.approx((4.0 / hi, 4.0 / lo))
+    assert _basic_log(0.0, draws, 0.025) == pytest.approx((0.0, hi))  # on the boundary: percentile
+    assert _basic_log(2.0, np.array([0.0, 0.0, 1.0, 3.0]), 0.025)[1] == np.inf

