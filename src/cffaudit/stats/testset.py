@@ -23,8 +23,10 @@ Intervals are percentile bootstrap intervals over runs (scipy.stats.bootstrap, o
 resample of runs for all three numbers, explicit seed), with each resampled value scaled
 by R / (R - 1) so that the bootstrap distribution is centred on the estimate. In 150
 simulations of 30 runs on 500 independent examples (no excess), the 95% interval of the
-excess covered 0 in 88% and that of the floor covered the true floor in all: read the
-excess interval at 30 runs as somewhat narrow.
+excess covered 0 in 88% and that of the floor covered the true floor in all; with a
+shared per-run shift (true excess 7.8 percent^2, 200 data sets) the excess interval
+covered 92%. The basic interval did no better (87% and 90%). Read the excess interval at
+30 runs as somewhat narrow.
 """
 
 from __future__ import annotations
