@@ -282,3 +282,17 @@ def test_basic_log_interval_edges():
     assert _basic_log(2.0, draws, 0.025) == pytest.approx((4.0 / hi, 4.0 / lo))
     assert _basic_log(0.0, draws, 0.025) == pytest.approx((0.0, hi))  # on the boundary: percentile
     assert _basic_log(2.0, np.array([0.0, 0.0, 1.0, 3.0]), 0.025)[1] == np.inf
+
+
+def test_unidentified_conditions_can_be_skipped_with_their_reason():
+    rng = np.random.default_rng(12)
+    good = nested_runs(rng, label="subtract")
+    one_seed = nested_runs(rng, a=1, label="clamp")
+    frame = pd.concat([one_seed, good])
+    with pytest.raises(ValueError, match="'seed' has one level .* in condition 'clamp'"):
+        decompose(frame, "test_acc", "seed/probe_seed", by=["margin"], compare="margin", n_resamples=20)
+    d = decompose(frame, "test_acc", "seed/probe_seed", by=["margin"], compare="margin", n_resamples=20,
+                  skip_unidentified=True)
+    assert [c.condition for c in d.conditions] == ["subtract"] and not d.ratios
+    assert d.skipped[0][0] == "clamp" and "one level" in d.skipped[0][1]
+    assert "clamp: not decomposed" in d.to_markdown()

@@ -94,6 +94,7 @@ class Decomposition(_Result):
 
     `kind` is 'nested' ('A/B': B within A) or 'crossed' ('A*B'); `a` and `b` are the
     columns. `ratios` compare each component between the two levels of `compare`.
+    `skipped` holds (condition, reason) for conditions left out (`skip_unidentified`).
     """
 
     response: str
@@ -107,6 +108,7 @@ class Decomposition(_Result):
     ratios: tuple[ComponentRatio, ...]
     confidence_level: float
     seed: int
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def condition(self, label: str) -> ConditionComponents:
         """The decomposition of the condition labelled `label` ('' when `by` is empty).
@@ -151,5 +153,6 @@ class Decomposition(_Result):
                  for r in self.ratios], left=2)]
         methods = sorted({f"{c.method}; intervals: {c.interval_method}" for c in self.conditions})
         notes = [f"{c.condition or 'all runs'}: {n}" for c in self.conditions for n in c.notes]
+        notes += [f"{label or 'all runs'}: not decomposed ({reason})" for label, reason in self.skipped]
         out += [""] + [f"- {m}" for m in methods] + [f"- {n}" for n in notes]
         return "\n".join(out)

@@ -346,6 +346,7 @@ def decompose(
     n_resamples: Optional[int] = None,
     confidence_level: float = 0.95,
     seed: int = 0,
+    skip_unidentified: bool = False,
 ) -> Decomposition:
     """Variance components of `response` for the design `spec`, per condition.
 
@@ -370,6 +371,9 @@ def decompose(
         confidence_level: Coverage of every interval.
         seed: Analysis seed; each condition draws from a generator derived from it and
             the condition's label (`bootstrap.comparison_seed`), recorded in the result.
+        skip_unidentified: Keep going past a condition whose components cannot be
+            estimated (one level, no replication, REML not converging): it is listed in
+            `skipped` with the reason instead of raising.
 
     Raises:
         ValueError: If a column does not exist (the message names the columns and the
@@ -402,13 +406,19 @@ def decompose(
         levels = list(compare_levels) if compare_levels is not None else found
         if len(levels) != 2 or any(lv not in found for lv in levels):
             raise ValueError(f"compare_levels: {compare!r} needs two of its levels {found}, got {levels}")
-    results, boots = {}, {}
+    results, boots, skipped = {}, {}, []
     groups = data.groupby(by, sort=True) if by else [((), data)]
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         label = "/".join(str(k) for k in key)
-        results[key], boots[key] = _condition(part, label, kind, a, b, seed=seed, spec=str(spec),
-                                              n_resamples=n_resamples, cl=cl)
+        try:
+            results[key], boots[key] = _condition(part, label, kind, a, b, seed=seed, spec=str(spec),
+                                                  n_resamples=n_resamples, cl=cl)
+        except ValueError as exc:
+            if not skip_unidentified:
+                raise
+            skipped.append((label, str(exc)))
     ratios = _ratios(results, boots, by, compare, levels, cl) if compare is not None else []
     return Decomposition(response=response, spec=str(spec), kind=kind, a=a, b=b, by=tuple(by), compare=compare,
-                         conditions=tuple(results.values()), ratios=tuple(ratios), confidence_level=cl, seed=int(seed))
+                         conditions=tuple(results.values()), ratios=tuple(ratios), confidence_level=cl, seed=int(seed),
+                         skipped=tuple(skipped))
