@@ -246,12 +246,13 @@ def _condition(data: pd.DataFrame, label: str, kind: str, a: str, b: str, *, see
     for j, (name, role) in enumerate(_names(kind, a, b, design["replicated"])):
         boundary = bool(est[j] <= BOUNDARY_TOLERANCE * max(total, np.finfo(float).tiny))
         if boundary:
-            notes.append(f"{name} is estimated at 0, on the boundary of the parameter space: its interval starts "
-                         f"at 0 and its share is an upper bound at best, not evidence that it is absent")
+            notes.append(f"{name} is estimated at 0, on the boundary of the parameter space: these runs cannot "
+                         f"tell it from none, which is not evidence that it is absent; its interval is the "
+                         f"percentile one from 0, drawn with the component at 0, so its upper bound is optimistic")
         sj = shares[:, j][np.isfinite(shares[:, j])]
         components.append(VarianceComponent(
             name=name, role=role, variance=float(est[j]),
-            confidence_interval=_basic_log(float(est[j]), boot[:, j], q),
+            confidence_interval=_basic_log(0.0 if boundary else float(est[j]), boot[:, j], q),
             share=float(est[j] / total) if total > 0 else float("nan"),
             share_interval=ConfidenceInterval(*(map(float, np.quantile(sj, [q, 1 - q])) if sj.size else (np.nan, np.nan))),
             on_boundary=boundary, anova=None if anova is None else float(anova[j])))
