@@ -1,5 +1,10 @@
 """Statistics of the variance audit: numpy, scipy, statsmodels and pandas only.
 
+Sources of variance (issue 11): `decompose` (variance components of 'A/B' nested and
+'A*B' crossed designs), `sampling_floor` (the test-set sampling floor under the observed
+between-run variance) and `seed_mechanism` (per-seed rank correlations of CAR, gradient
+norm and stage-1 gain with accuracy).
+
 Importing this package must not import torch, ray or matplotlib (tests check it in a
 fresh interpreter), so `cffaudit analyze` runs where no training stack is installed.
 Results look like scipy's: frozen dataclasses with `statistic`, `pvalue`, `df` and
@@ -16,6 +21,8 @@ from cffaudit.stats.bootstrap import (
 )
 from cffaudit.stats.checks import GroupCount, RunCheck, RunTableError, check_runs
 from cffaudit.stats.comparison import ComparisonReport, adjust, compare, verdict, verdicts
+from cffaudit.stats.component_results import ComponentRatio, ConditionComponents, Decomposition, VarianceComponent
+from cffaudit.stats.components import decompose, probe_rows
 from cffaudit.stats.describe import describe
 from cffaudit.stats.effects import (
     EffectSizes,
@@ -36,6 +43,7 @@ from cffaudit.stats.equal_variance import (
     run_test,
 )
 from cffaudit.stats.means import welch_test
+from cffaudit.stats.mechanism import MECHANISM_MIN_N, MECHANISM_PREDICTORS, MechanismResult, RankCorrelation, seed_mechanism
 from cffaudit.stats.multiplicity import AdjustedPValues, adjust_pvalues, benjamini_hochberg, holm
 from cffaudit.stats.normality import shapiro_wilk
 from cffaudit.stats.planning import (
@@ -62,6 +70,7 @@ from cffaudit.stats.results import (
     WelchResult,
     jsonable,
 )
+from cffaudit.stats.testset import FLOOR_MIN_RUNS, SamplingFloor, correctness, sampling_floors_markdown, sampling_floor
 from cffaudit.stats.variance import (
     bootstrap_variance_ratio,
     brown_forsythe_test,
@@ -79,24 +88,34 @@ __all__ = [
     "BootstrapResult",
     "Comparison",
     "ComparisonReport",
+    "ComponentRatio",
+    "ConditionComponents",
     "ConfidenceInterval",
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_PRIMARY",
     "DEFAULT_PRIMARY_REASON",
+    "Decomposition",
     "EffectSizes",
     "Estimate",
+    "FLOOR_MIN_RUNS",
     "FactorialLeveneResult",
     "GroupCount",
     "GroupSummary",
     "LeveneResult",
+    "MECHANISM_MIN_N",
+    "MECHANISM_PREDICTORS",
+    "MechanismResult",
     "PairedVarianceTest",
     "PlannedPower",
     "PowerResult",
+    "RankCorrelation",
     "RunCheck",
     "RunTableError",
+    "SamplingFloor",
     "SeedBudget",
     "ShapiroResult",
     "TEST_NAMES",
+    "VarianceComponent",
     "VarianceRatioResult",
     "VarianceTest",
     "WelchResult",
@@ -111,6 +130,8 @@ __all__ = [
     "compare",
     "comparison_reports",
     "comparison_seed",
+    "correctness",
+    "decompose",
     "describe",
     "effect_sizes",
     "equal_variance_tests",
@@ -125,7 +146,11 @@ __all__ = [
     "posthoc_power",
     "power_at_ratio",
     "probability_of_superiority",
+    "probe_rows",
     "run_test",
+    "sampling_floor",
+    "sampling_floors_markdown",
+    "seed_mechanism",
     "seeds_for_log_ratio_width",
     "seeds_for_power",
     "seeds_for_power_of",

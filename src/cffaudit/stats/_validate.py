@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -61,3 +62,17 @@ def check_alternative(alternative: str) -> str:
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative: must be 'two-sided', 'greater' or 'less', got {alternative!r}")
     return alternative
+
+
+def check_column(name: str, columns: Sequence[str], parameter: str) -> str:
+    """Return `name` if it is one of `columns`; otherwise raise naming them and the closest.
+
+    Raises:
+        ValueError: If `name` is not a column.
+    """
+    columns = [str(c) for c in columns]
+    if name in columns:
+        return name
+    close = difflib.get_close_matches(name, columns, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{parameter}: no column {name!r} in the run table{hint}; columns are {columns}")

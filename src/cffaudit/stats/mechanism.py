@@ -1,0 +1,201 @@
+"""Per-seed mechanism: do seeds with more truncation end more extreme? (issue 11, item 6)
+
+The seed paper could not test whether "seeds with higher truncation rates produce more
+extreme final accuracies". Per condition, each run (seed) contributes its layer-0 CAR
+(final epoch and mean over epochs), layer-0 gradient norm and stage-1 gain; each is
+rank-correlated (Spearman, scipy.stats.spearmanr) with the run's final accuracy and with
+its absolute deviation from the condition's mean accuracy (how extreme the seed is). The
+interval is a paired percentile bootstrap (scipy.stats.bootstrap, explicit seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from cffaudit.stats._markdown import interval, number, table
+from cffaudit.stats._validate import check_column, check_probability, plain
+from cffaudit.stats.bootstrap import comparison_seed
+from cffaudit.stats.results import ConfidenceInterval, _Result
+
+#: Per-run columns correlated with the outcome, as the run table is expected to name them:
+#: layer-0 CAR at the final stage-1 epoch and averaged over epochs, layer-0 gradient norm
+#: at the final epoch, and test_acc - untrained_test_acc.
+MECHANISM_PREDICTORS = ("car_l0_final", "car_l0_mean", "grad_norm_l0_final", "stage1_gain")
+
+#: Fewest runs a correlation is computed on (a rank correlation of 3 points takes 4 values).
+MECHANISM_MIN_N = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RankCorrelation(_Result):
+    """Spearman's rho of `predictor` with `outcome` over the runs of one condition.
+
+    `outcome` is the response column or 'abs deviation of <response>' (|x - condition
+    mean|). A skipped pair has NaN statistics and says why in `reason`. `n_undefined`
+    counts bootstrap resamples in which a column was constant (rho undefined); they are
+    left out of the interval. `n_dropped` counts runs without a value of either column.
+    """
+
+    condition: str
+    predictor: str
+    outcome: str
+    n: int
+    statistic: float
+    pvalue: float
+    confidence_interval: ConfidenceInterval
+    confidence_level: float
+    n_undefined: int
+    n_dropped: int
+    seed: Optional[int]
+    skipped: bool
+    reason: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class MechanismResult(_Result):
+    """Every rank correlation of the per-seed mechanism analysis, one per (condition, predictor, outcome)."""
+
+    response: str
+    by: tuple[str, ...]
+    predictors: tuple[str, ...]
+    correlations: tuple[RankCorrelation, ...]
+    n_resamples: int
+    confidence_level: float
+    seed: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per correlation (tidy), with the interval as `ci_low`, `ci_high`."""
+        rows = []
+        for c in self.correlations:
+            row = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "confidence_interval"}
+            rows.append({**row, "ci_low": c.confidence_interval.low, "ci_high": c.confidence_interval.high})
+        return pd.DataFrame(rows)
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the correlations, skipped pairs with their reason."""
+        pct = int(round(self.confidence_level * 100))
+        rows = [[c.condition or "all runs", c.predictor, c.outcome, c.n,
+                 "skipped" if c.skipped else number(c.statistic, 3),
+                 c.reason if c.skipped else interval(c.confidence_interval),
+                 "—" if c.skipped else number(c.pvalue, 2)] for c in self.correlations]
+        return "\n".join([
+            table(["condition", "per-seed", "against", "n", "Spearman rho", f"{pct}% CI", "p"], rows, left=3), "",
+            f"- Spearman rank correlation over the runs of each condition (scipy.stats.spearmanr); intervals: "
+            f"paired percentile bootstrap, {self.n_resamples} resamples, analysis seed {self.seed}.",
+        ])
+
+
+def _rho(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho along the last axis (Pearson's r of average ranks); NaN where a row is constant."""
+    rx = _st.rankdata(x, axis=-1)
+    ry = _st.rankdata(y, axis=-1)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (rx * ry).sum(axis=-1) / np.sqrt((rx * rx).sum(axis=-1) * (ry * ry).sum(axis=-1))
+
+
+def _skip(condition: str, predictor: str, outcome: str, n: int, dropped: int, cl: float, reason: str) -> RankCorrelation:
+    nan = math.nan
+    return RankCorrelation(condition, predictor, outcome, n, nan, nan, ConfidenceInterval(nan, nan), cl, 0, dropped,
+                           None, True, reason)
+
+
+def _correlate(x: np.ndarray, y: np.ndarray, names: tuple[str, str, str], *, n_resamples: int, cl: float,
+               seed: int) -> RankCorrelation:
+    condition, predictor, outcome = names
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y, dropped = x[keep], y[keep], int(keep.size - keep.sum())
+    if x.size < MECHANISM_MIN_N:
+        return _skip(*names, int(x.size), dropped, cl, f"{x.size} runs with both values (needs {MECHANISM_MIN_N})")
+    for name, v in ((predictor, x), (outcome, y)):
+        if np.all(v == v[0]):
+            return _skip(*names, int(x.size), dropped, cl, f"{name} is constant ({plain(v[0])!r}) over these runs")
+    res = _st.spearmanr(x, y)
+    derived = comparison_seed(seed, f"mechanism | {condition} | {predictor} | {outcome}")
+    with warnings.catch_warnings():
+        # Resamples that repeat one run make a column constant; they are counted instead.
+        warnings.simplefilter("ignore")
+        boot = _st.bootstrap((x, y), _rho, paired=True, vectorized=True, n_resamples=n_resamples,
+                             method="percentile", rng=np.random.default_rng(derived))
+    dist = np.asarray(boot.bootstrap_distribution)
+    finite = dist[np.isfinite(dist)]
+    q = (1.0 - cl) / 2.0
+    ci = ConfidenceInterval(*map(float, np.quantile(finite, [q, 1 - q]))) if finite.size else ConfidenceInterval(math.nan, math.nan)
+    return RankCorrelation(condition, predictor, outcome, int(x.size), float(res.statistic), float(res.pvalue), ci, cl,
+                           int(dist.size - finite.size), dropped, derived, False, None)
+
+
+def seed_mechanism(
+    frame: pd.DataFrame,
+    *,
+    by: Sequence[str] = ("margin",),
+    predictors: Sequence[str] = MECHANISM_PREDICTORS,
+    response: str = "test_acc",
+    n_resamples: int = 9999,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> MechanismResult:
+    """Per condition, rank correlations of per-seed diagnostics with accuracy and its extremeness.
+
+    Args:
+        frame: One row per finished run, with the `by`, `predictors` and `response`
+            columns (e.g. `car_l0_final`, `car_l0_mean`, `grad_norm_l0_final`,
+            `stage1_gain`, `test_acc`). Runs missing a value are left out of the pairs
+            that need it (counted in `n_dropped`).
+        by: Columns whose combinations are the conditions (e.g. `margin`); empty for one.
+        predictors: Per-run columns correlated with the outcomes.
+        response: The accuracy column; the outcomes are it and |it - condition mean|.
+        n_resamples: Bootstrap resamples per correlation.
+        confidence_level: Coverage of the intervals.
+        seed: Analysis seed; each correlation draws from a generator derived from it and
+            its labels (`bootstrap.comparison_seed`).
+
+    Returns:
+        A `MechanismResult`; pairs with fewer than `MECHANISM_MIN_N` runs or a constant
+        column are kept, marked skipped with the reason.
+
+    Raises:
+        ValueError: If a column does not exist (naming the closest), a predictor or the
+            response is not numeric, or the other arguments are out of range.
+    """
+    columns = list(frame.columns)
+    response = check_column(response, columns, "response")
+    predictors = [check_column(p, columns, "predictors") for p in predictors]
+    by = [check_column(b, columns, "by") for b in by]
+    for col in by:
+        if frame[col].isna().any():
+            raise ValueError(f"by: column {col!r} is empty in {int(frame[col].isna().sum())} run(s); every run needs "
+                             f"a condition")
+    if not predictors:
+        raise ValueError("predictors: name at least one per-run column")
+    cl = check_probability(confidence_level, "confidence_level")
+    if int(n_resamples) != n_resamples or n_resamples < 2:
+        raise ValueError(f"n_resamples: must be an integer >= 2, got {plain(n_resamples)!r}")
+    numeric = {}
+    for col, param in [(response, "response")] + [(p, "predictors") for p in predictors]:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if (values.isna() & frame[col].notna()).any():
+            raise ValueError(f"{param}: column {col!r} holds values that are not numbers")
+        numeric[col] = values.to_numpy(dtype=np.float64)
+    data = pd.DataFrame(numeric, index=frame.index)
+    groups = data.groupby([frame[b] for b in by], sort=True) if by else [((), data)]
+    out = []
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = "/".join(str(k) for k in key)
+        acc = part[response].to_numpy()
+        deviation = np.abs(acc - np.nanmean(acc)) if np.isfinite(acc).any() else acc
+        for predictor in predictors:
+            x = part[predictor].to_numpy()
+            for outcome, y in ((response, acc), (f"abs deviation of {response}", deviation)):
+                out.append(_correlate(x, y, (label, predictor, outcome), n_resamples=int(n_resamples), cl=cl, seed=seed))
+    return MechanismResult(response=response, by=tuple(by), predictors=tuple(predictors), correlations=tuple(out),
+                           n_resamples=int(n_resamples), confidence_level=cl, seed=int(seed))

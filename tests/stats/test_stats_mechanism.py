@@ -1,0 +1,88 @@
+"""Per-seed mechanism: Spearman correlations against scipy, paired bootstrap, skipped pairs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from cffaudit.stats import MECHANISM_PREDICTORS, seed_mechanism
+from cffaudit.stats.mechanism import _rho
+
+
+def runs(rng, n=12, margins=("clamp", "subtract")):
+    rows = []
+    for margin in margins:
+        car = rng.uniform(0.1, 0.5, n)
+        acc = 70 + 10 * car + rng.normal(0, 0.5, n)
+        for i in range(n):
+            rows.append({"margin": margin, "seed": i, "car_l0_final": car[i], "car_l0_mean": car[i] * 0.8 + rng.normal(0, 0.02),
+                         "grad_norm_l0_final": rng.lognormal(), "stage1_gain": rng.normal(1, 0.3), "test_acc": acc[i]})
+    return pd.DataFrame(rows)
+
+
+def test_correlations_match_scipy_per_condition():
+    frame = runs(np.random.default_rng(0))
+    res = seed_mechanism(frame, n_resamples=200)
+    assert len(res.correlations) == 2 * len(MECHANISM_PREDICTORS) * 2
+    for c in res.correlations:
+        part = frame[frame.margin == c.condition]
+        y = part.test_acc if c.outcome == "test_acc" else (part.test_acc - part.test_acc.mean()).abs()
+        expected = stats.spearmanr(part[c.predictor], y)
+        assert c.statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert c.pvalue == pytest.approx(expected.pvalue, rel=1e-9)
+        assert c.n == 12 and not c.skipped
+    strong = [c for c in res.correlations if c.predictor == "car_l0_final" and c.outcome == "test_acc"]
+    assert all(c.statistic > 0.8 and c.confidence_interval.low > 0.3 for c in strong)
+
+
+def test_bootstrap_interval_equals_scipy_with_spearmanr_itself():
+    frame = runs(np.random.default_rng(1), margins=("clamp",))
+    res = seed_mechanism(frame, predictors=["car_l0_final"], n_resamples=300, seed=4)
+    c = res.correlations[0]
+    # The same generator, resampling paired runs with spearmanr itself (not vectorised).
+    rng = np.random.default_rng(c.seed)
+    ref = stats.bootstrap((frame.car_l0_final.to_numpy(), frame.test_acc.to_numpy()),
+                          lambda x, y: stats.spearmanr(x, y).statistic, paired=True, vectorized=False,
+                          n_resamples=300, method="percentile", rng=rng)
+    assert c.confidence_interval.low == pytest.approx(ref.confidence_interval.low, abs=1e-12)
+    assert c.confidence_interval.high == pytest.approx(ref.confidence_interval.high, abs=1e-12)
+    assert seed_mechanism(frame, predictors=["car_l0_final"], n_resamples=300, seed=4).to_dict() == res.to_dict()
+
+
+def test_vectorised_rho_handles_ties_and_constant_rows():
+    x = np.array([[1.0, 2.0, 2.0, 5.0], [3.0, 3.0, 3.0, 3.0]])
+    y = np.array([[4.0, 1.0, 3.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
+    got = _rho(x, y)
+    assert got[0] == pytest.approx(stats.spearmanr(x[0], y[0]).statistic)
+    assert np.isnan(got[1])
+
+
+def test_small_or_constant_pairs_are_skipped_with_a_reason():
+    frame = runs(np.random.default_rng(2), n=6, margins=("clamp",))
+    frame.loc[frame.index[:3], "stage1_gain"] = np.nan  # three runs without the baseline probe
+    frame["grad_norm_l0_final"] = 1.0
+    res = seed_mechanism(frame, n_resamples=50)
+    by_pred = {(c.predictor, c.outcome): c for c in res.correlations}
+    gain = by_pred[("stage1_gain", "test_acc")]
+    assert gain.skipped and gain.n == 3 and gain.n_dropped == 3 and "needs 4" in gain.reason
+    flat = by_pred[("grad_norm_l0_final", "test_acc")]
+    assert flat.skipped and "grad_norm_l0_final is constant" in flat.reason
+    assert not by_pred[("car_l0_mean", "abs deviation of test_acc")].skipped
+    md = res.to_markdown()
+    assert "skipped" in md and "Spearman" in md
+    tidy = res.to_frame()
+    assert len(tidy) == 8 and {"ci_low", "ci_high", "reason"} <= set(tidy.columns)
+
+
+def test_bad_input_is_refused():
+    frame = runs(np.random.default_rng(3))
+    with pytest.raises(ValueError, match=r"^predictors: no column 'car_l0_fnal' .*did you mean 'car_l0_final'"):
+        seed_mechanism(frame, predictors=["car_l0_fnal"])
+    with pytest.raises(ValueError, match=r"^by: no column 'margins'"):
+        seed_mechanism(frame, by=["margins"])
+    with pytest.raises(ValueError, match=r"^predictors: column 'margin' holds values that are not numbers"):
+        seed_mechanism(frame, by=[], predictors=["margin"])
+    with pytest.raises(ValueError, match="^predictors: name at least one"):
+        seed_mechanism(frame, predictors=[])
+    with pytest.raises(ValueError, match=r"^by: column 'margin' is empty in 1 run"):
+        seed_mechanism(frame.assign(margin=frame.margin.where(frame.index != 0)))
