@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
+from cffaudit.suggest import close_matches, did_you_mean
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -51,7 +53,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     A user error (`CLIError`) prints one line and returns 2, Ctrl-C returns 130.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unrecognized(parser, args, extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -70,4 +74,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Exit (status 2) on arguments no parser took, with the usage of the subcommand they
+    followed (argparse would print the top-level usage) and the closest flag it has."""
+    command = getattr(args, "command", None)
+    sub = parser
+    if command:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        sub = action.choices[command]
+    flags = [s for a in sub._actions for s in a.option_strings]
+    words = [w.split("=", 1)[0] for w in extra if w.startswith("-")]
+    hints = {w: close_matches(w, flags) for w in words}
+    hints = {w: found for w, found in hints.items() if found}
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    if len(hints) == 1:
+        message += did_you_mean(next(iter(hints)), flags)
+    elif hints:
+        message += "; did you mean " + ", ".join(f"{found[0]!r} for {w}" for w, found in hints.items()) + "?"
+    sub.error(message)
 

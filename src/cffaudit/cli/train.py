@@ -130,6 +130,19 @@ def config_from_args(args: argparse.Namespace) -> C.RunConfig:
     return cfg.override(updates) if updates else cfg
 
 
+def _no_checkpoint(out: Path, checkpoint: Path) -> str:
+    """Why --resume cannot go on, and what to do: most often a mistyped --out."""
+    from cffaudit.suggest import did_you_mean
+
+    near = []
+    if out.parent.is_dir():  # sibling folders a typo may have missed
+        near = [str(d) for d in out.parent.iterdir() if d.is_dir() and any(d.glob("checkpoint*.pt"))]
+    others = sorted(p.name for p in out.glob("checkpoint*.pt")) if out.is_dir() else []
+    hint = f"; {out} holds {', '.join(others)} (of other --seeds)" if others else did_you_mean(str(out), near)
+    return (f"--resume: no checkpoint at {checkpoint}, so there is nothing to resume; check --out "
+            f"and --seeds, or drop --resume to start a new run{hint}")
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """Run `cffaudit train`; returns 0 when every seed finished, 1 when one failed."""
     try:
@@ -144,7 +157,7 @@ def run_train_command(args: argparse.Namespace) -> int:
 
     folders = run_folders(args.out, seeds)
     if args.resume and not folders.checkpoint.exists():
-        print(f"cffaudit train: no checkpoint at {folders.checkpoint}; starting from scratch", file=sys.stderr)
+        raise CLIError(_no_checkpoint(args.out, folders.checkpoint))
     existing = folders.existing()
     if existing and not args.resume and not args.overwrite:
         raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
