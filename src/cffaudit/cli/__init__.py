@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run `cffaudit` with `argv` (default: the process arguments); return the exit status.
 
-    A user error (`CLIError`) prints one line and returns 2, Ctrl-C returns 130.
+    A user error (`CLIError`) prints one line and returns 2, Ctrl-C returns 130 (saying how
+    to resume where the command can).
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -65,7 +66,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"cffaudit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"cffaudit {args.command}: interrupted", file=sys.stderr)
+        # A command that can continue where it stopped says how (set_defaults(resume_hint=...)).
+        hint = getattr(args, "resume_hint", None)
+        print(f"cffaudit {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # Output piped into `head` or similar that closed early: not an error of ours.

@@ -10,6 +10,9 @@ from typing import Any, Optional
 
 from cffaudit.config import DEVICES
 
+#: The status --status shows for a run left 'running' by a sweep process that is gone.
+INTERRUPTED = "interrupted"
+
 #: Library parameter names that the command line spells differently.
 _FLAG_OF = {"cpus_per_task": "--cpus-per-run"}
 
@@ -53,7 +56,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-run", type=float, default=None, metavar="N", help="Ray executor: CPUs per task (default 1)")
     p.add_argument("--max-retries", type=int, default=None, metavar="N", help="Ray executor: retries when a worker dies (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-run lines are still printed)")
-    p.set_defaults(func=run_sweep_command)
+    p.set_defaults(func=run_sweep_command, resume_hint="run the same command again to resume: finished runs "
+                   "are kept and interrupted runs resume from their checkpoints")
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -113,6 +117,7 @@ def _status(args: argparse.Namespace) -> int:
 def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     """The table of runs printed by ``cffaudit sweep --status``; accuracies and errors
     come from the runs' result.json files (the store's queue has neither)."""
+    from cffaudit.experiments.lock import owner_is_gone
     from cffaudit.experiments.outcomes import MISSING
     from cffaudit.experiments.spec import merged_levels
     from cffaudit.experiments.store import STATUSES
@@ -122,10 +127,15 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     factors = store.factors()
     header = ["run_id", "status", "tries", *factors, "seed", "test_acc", "time", "note"]
     table = []
-    counts = {s: 0 for s in (*STATUSES, MISSING)}
+    counts = {s: 0 for s in (*STATUSES, MISSING, INTERRUPTED)}
     for r in rows:
         outcome = store.outcome(r)
-        counts[outcome.status] += 1
+        status = outcome.status
+        # The store names the sweep process that claimed a run; if that process is gone,
+        # nothing trains the run until the next sweep requeues it.
+        if status == "running" and r.worker and owner_is_gone(r.worker):
+            status = INTERRUPTED
+        counts[status] += 1
         levels = merged_levels(r.conditions)
         note = ""
         if outcome.status == "failed":
@@ -134,13 +144,15 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
             note = f"{outcome.error}; the next sweep trains it again"
         elif r.reused_from:
             note = f"copied from {r.reused_from}"
+        elif status == INTERRUPTED:
+            note = f"resumes on the next sweep (its sweep process {r.worker} is gone)"
         elif r.status == "running" and r.worker:
             note = f"on {r.worker} since {r.started}"
         acc = outcome.test_acc
         table.append(
             [
                 r.run_id,
-                outcome.status,
+                status,
                 str(r.attempts),
                 *[str(levels.get(f, "")) for f in factors],
                 str(r.seed),
@@ -161,6 +173,9 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     )
     if counts["failed"]:
         lines.append("failed runs keep their traceback in runs/<run_id>/result.json; rerun with --retry-failed to try again")
+    if counts[INTERRUPTED]:
+        lines.append("interrupted runs were claimed by a sweep that is no longer running; run the sweep "
+                     "command again and they resume from their checkpoints")
     if counts[MISSING]:
         lines.append("missing runs were recorded done but their result.json is gone or unreadable; they are not "
                      "counted, and the next `cffaudit sweep` trains them again")

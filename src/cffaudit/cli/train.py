@@ -56,7 +56,8 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     """Register `cffaudit train` on the CLI's subparsers."""
     p = sub.add_parser("train", help="train one CFF run (stage 1 + linear probe) and write result.json")
     add_train_arguments(p)
-    p.set_defaults(func=run_train_command)
+    p.set_defaults(func=run_train_command, resume_hint="add --resume to the same command to continue from "
+                   "the last checkpoint")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
