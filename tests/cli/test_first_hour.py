@@ -76,3 +76,11 @@ def test_misspelt_spec_keys_suggest_the_right_one(tmp_path, capsys, change, mess
     rc, _, err = _run(capsys, "sweep", str(path), "--store", str(tmp_path / "store"), "--dry-run")
     assert rc == 2
     assert err.startswith("cffaudit sweep: error:") and message in err
+
+
+def test_train_progress_has_one_bar_per_stage_and_labelled_losses(tmp_path, capsys):
+    flags = [f for f in TINY_FLAGS if f != "--no-progress"]
+    rc, _, err = _run(capsys, "train", *flags, "--seed", "3", "--out", str(tmp_path))
+    assert rc == 0
+    assert "stage 1 (seed 3)" in err and "1/1" in err and "probe (seed 3)" in err and "2/2" in err
+    assert "L0 " in err and " L1 " in err and "loss 4" not in err
