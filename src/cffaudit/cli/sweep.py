@@ -226,6 +226,12 @@ def _sweep(args: argparse.Namespace) -> int:
               + (f", {reusable} copied" if reusable else "") + " (nothing was trained)")
         return 0
 
+    if args.executor == "local":
+        from cffaudit.train.threads import available_cores, limit_threads
+
+        # Before torch is imported: one run at a time uses every core; worker processes
+        # share them (each sets cores // workers threads).
+        limit_threads(available_cores())
     # Runs pinned to the CPU (by --device or the spec) must not hold GPUs.
     executor = _executor(args, cpu_only=all(r.config.device == "cpu" for r in expansion.runs))
     report = run_sweep(

@@ -154,6 +154,9 @@ def run_train_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
+    from cffaudit.train.threads import available_cores, limit_threads
+
+    limit_threads(available_cores())  # before torch is imported: see train/threads.py
     from cffaudit.train.run import train_seeds
 
     folders = run_folders(args.out, seeds)
