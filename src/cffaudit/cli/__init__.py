@@ -1,7 +1,7 @@
 """Command line: parses, builds configs, calls the layers below. Nothing else.
 
 One module per command (`train`, `sweep`, `analysis` for analyze/report/paper,
-`bench`), each with an `add_*` function that registers its subcommand. The library
+`export`, `bench`), each with an `add_*` function that registers its subcommand. The library
 never imports this package: it raises `ValueError` (or its own subclasses) and the
 commands turn those into `CLIError`, printed as one line with exit status 2.
 
@@ -26,10 +26,11 @@ def _commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     # Imported here, not at the top: the command modules import CLIError from this one.
     from cffaudit.cli.analysis import add_analysis_commands
     from cffaudit.cli.bench import add_bench_command
+    from cffaudit.cli.export import add_export_command
     from cffaudit.cli.sweep import add_sweep_command
     from cffaudit.cli.train import add_train_command
 
-    return [add_train_command, add_analysis_commands, add_sweep_command, add_bench_command]
+    return [add_train_command, add_analysis_commands, add_export_command, add_sweep_command, add_bench_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
