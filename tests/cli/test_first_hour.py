@@ -84,3 +84,35 @@ def test_train_progress_has_one_bar_per_stage_and_labelled_losses(tmp_path, caps
     assert rc == 0
     assert "stage 1 (seed 3)" in err and "1/1" in err and "probe (seed 3)" in err and "2/2" in err
     assert "L0 " in err and " L1 " in err and "loss 4" not in err
+
+
+def test_synthetic_run_at_chance_says_why(tmp_path, capsys):
+    # One stage-1 epoch and two probe epochs at the default probe rate: at chance.
+    rc, out, err = _run(capsys, "train", *TINY_FLAGS, "--seed", "1", "--out", str(tmp_path))
+    assert rc == 0 and "test accuracy" in out
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "at or below chance (10% for 10 classes)" in notes[0]
+    assert "untrained encoder cannot separate it" in notes[0] and "--epochs-stage1 8" in notes[0]
+
+
+def test_no_chance_note_for_a_run_that_learned():
+    from cffaudit.cli.train import _synthetic_note
+
+    cfg = RunConfig().override({"data.dataset": "synthetic"})
+    assert _synthetic_note(cfg, [{"status": "done", "test_acc": 38.0}]) == ""
+    assert _synthetic_note(cfg, [{"status": "failed", "test_acc": None}]) == ""
+    assert _synthetic_note(cfg.override({"data.dataset": "cifar10"}), [{"status": "done", "test_acc": 5.0}]) == ""
+
+
+@pytest.mark.parametrize("command, words", [
+    ("train", ["Contrastive Forward-Forward", "clamp | subtract | none", "detach | direct", "standard (0.4->0.1)"]),
+    ("paper", ["per-seed accuracies it published"]),
+    ("bench", ["Time stage-1 steps after warm-up"]),
+    ("export", ["One row per run"]),
+])
+def test_help_describes_the_command_and_lists_choices(capsys, command, words):
+    rc, out, _ = _run(capsys, command, "-h")
+    assert rc == 0
+    flat = " ".join(out.split())
+    for w in words:
+        assert w in flat, w
