@@ -60,8 +60,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
                     "supervised contrastive loss) and a linear probe on its frozen output (stage 2); "
                     "write result.json with the test accuracy, per-layer diagnostics and the resolved config.")
     add_train_arguments(p)
-    p.set_defaults(func=run_train_command, resume_hint="add --resume to the same command to continue from "
-                   "the last checkpoint")
+    p.set_defaults(func=run_train_command)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
