@@ -21,6 +21,7 @@ from cffaudit.data.sources import DATASETS, DEFAULT_NORMALIZATION, NORMALIZATION
 from cffaudit.loss.links import LINKS, WeinceParams
 from cffaudit.loss.margins import MARGIN_SCHEDULES, MARGIN_SHAPES, layer_margins
 from cffaudit.loss.variants import MARGIN_VARIANTS, STABILITIES
+from cffaudit.suggest import did_you_mean
 
 MARGINS = tuple(MARGIN_VARIANTS)
 LINK_NAMES = tuple(LINKS)
@@ -319,9 +320,11 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     derived = _DERIVED_KEYS.get(prefix.rstrip("."), set())
     unknown = set(d) - known - derived
     if unknown:
+        first = sorted(unknown, key=str)[0]
         raise ValueError(
-            f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
-            f"known keys here: {sorted(prefix + k for k in known)}"
+            f"unknown config key(s) {sorted(prefix + str(k) for k in unknown)}"
+            f"{did_you_mean(prefix + str(first), [prefix + k for k in known])} "
+            f"(known keys here: {sorted(prefix + k for k in known)})"
         )
     kwargs = {}
     for f in fields(cls):
@@ -388,11 +391,22 @@ def set_path(d: dict[str, Any], path: str, value: Any) -> None:
     node = d
     for i, k in enumerate(keys[:-1]):
         if not isinstance(node, dict) or k not in node:
-            raise ValueError(f"unknown config key {'.'.join(keys[: i + 1])!r} (in {path!r})")
+            raise ValueError(f"unknown config key {'.'.join(keys[: i + 1])!r} (in {path!r})"
+                             f"{did_you_mean(path, _dotted_keys(d))}")
         node = node[k]
     if not isinstance(node, dict) or keys[-1] not in node:
-        raise ValueError(f"unknown config key {path!r}")
+        raise ValueError(f"unknown config key {path!r}{did_you_mean(path, _dotted_keys(d))}")
     node[keys[-1]] = value
+
+
+def _dotted_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted path of a nested dict, sections included (what a misspelt key may have meant)."""
+    out = []
+    for k, v in d.items():
+        out.append(prefix + str(k))
+        if isinstance(v, dict):
+            out += _dotted_keys(v, prefix + str(k) + ".")
+    return out
 
 
 def parse_seeds(value: Any) -> tuple[int, ...]:

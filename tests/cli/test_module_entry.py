@@ -51,7 +51,7 @@ def test_user_error_is_one_line_with_status_2():
     assert proc.returncode == 2
     assert proc.stderr == "cffaudit analyze: error: /nonexistent/runs.csv: no such file or directory\n"
     bad_flag = _module("analyze", "--no-such-flag")
-    assert bad_flag.returncode == 2 and bad_flag.stderr.endswith("cffaudit: error: unrecognized arguments: --no-such-flag\n")
+    assert bad_flag.returncode == 2 and bad_flag.stderr.endswith("cffaudit analyze: error: unrecognized arguments: --no-such-flag\n")
 
 
 def test_version():

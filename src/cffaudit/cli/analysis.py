@@ -64,7 +64,11 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the audit as JSON")
     p.set_defaults(func=run_report)
 
-    p = sub.add_parser("paper", help="recompute the seed paper's tables from its per-seed data, beside the reported values")
+    p = sub.add_parser(
+        "paper", help="recompute the seed paper's tables from its per-seed data, beside the reported values",
+        description="Recompute the seed paper's tables (means, variances, variance ratios, tests) from the "
+                    "per-seed accuracies it published (cffaudit/paperdata) and print them beside the values "
+                    "the paper reports; nothing is trained.")
     p.add_argument("--json", metavar="OUT", help="write every reported and recomputed value as JSON")
     p.add_argument("--out", metavar="DIR", help="also write an HTML + Markdown report with figures")
     p.add_argument("--resamples", type=int, default=10_000, metavar="N", help="bootstrap resamples (default: 10000)")

@@ -11,7 +11,11 @@ from cffaudit.cli import CLIError
 
 def add_bench_command(sub: argparse._SubParsersAction) -> None:
     """Register `cffaudit bench` on the CLI's subparsers."""
-    p = sub.add_parser("bench", help="measure stage-1 throughput against the original code's structure")
+    p = sub.add_parser(
+        "bench", help="measure stage-1 throughput against the original code's structure",
+        description="Time stage-1 steps after warm-up: (a) the original CFF code's structure, (b) cffaudit "
+                    "with one seed, (c) cffaudit with several seeds side by side; print views per second, "
+                    "the speedups, FLOP/s and where the time goes (see the README, Speed).")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--config", default="paper", choices=sorted(BENCH_CONFIGS))
     p.add_argument("--steps", type=int, default=5, help="timed steps per measurement (after warm-up)")

@@ -11,6 +11,9 @@ from typing import Any, Optional
 
 from cffaudit.config import DEVICES
 
+#: The status --status shows for a run left 'running' by a sweep process that is gone.
+INTERRUPTED = "interrupted"
+
 #: Library parameter names that the command line spells differently, per executor.
 _FLAG_OF = {"cpus_per_task": "--cpus-per-run"}
 _SLURM_FLAG_OF = {"time_min": "--slurm-time", "cpus_per_task": "--slurm-cpus", "gpus_per_task": "--slurm-gpus",
@@ -76,7 +79,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                    help="also write TensorBoard logs, one subfolder per run id (not part of run ids); "
                         "needs cffaudit[tensorboard]")
-    p.set_defaults(func=run_sweep_command)
+    p.set_defaults(func=run_sweep_command, resume_hint="run the same command again to resume: finished runs "
+                   "are kept and interrupted runs resume from their checkpoints")
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -137,6 +141,7 @@ def _status(args: argparse.Namespace) -> int:
 def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     """The table of runs printed by ``cffaudit sweep --status``; accuracies and errors
     come from the runs' result.json files (the store's queue has neither)."""
+    from cffaudit.experiments.lock import owner_is_gone
     from cffaudit.experiments.outcomes import MISSING
     from cffaudit.experiments.spec import merged_levels
     from cffaudit.experiments.store import STATUSES
@@ -147,10 +152,15 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     slurm = slurm_column(store, [r.run_id for r in rows])
     header = ["run_id", "status", "tries", *factors, "seed", "test_acc", "time", *(["slurm job"] if slurm else []), "note"]
     table = []
-    counts = {s: 0 for s in (*STATUSES, MISSING)}
+    counts = {s: 0 for s in (*STATUSES, MISSING, INTERRUPTED)}
     for r in rows:
         outcome = store.outcome(r)
-        counts[outcome.status] += 1
+        status = outcome.status
+        # The store names the sweep process that claimed a run; if that process is gone,
+        # nothing trains the run until the next sweep requeues it.
+        if status == "running" and r.worker and owner_is_gone(r.worker):
+            status = INTERRUPTED
+        counts[status] += 1
         levels = merged_levels(r.conditions)
         note = ""
         if outcome.status == "failed":
@@ -159,13 +169,15 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
             note = f"{outcome.error}; the next sweep trains it again"
         elif r.reused_from:
             note = f"copied from {r.reused_from}"
+        elif status == INTERRUPTED:
+            note = f"resumes on the next sweep (its sweep process {r.worker} is gone)"
         elif r.status == "running" and r.worker:
             note = f"on {r.worker} since {r.started}"
         acc = outcome.test_acc
         table.append(
             [
                 r.run_id,
-                outcome.status,
+                status,
                 str(r.attempts),
                 *[str(levels.get(f, "")) for f in factors],
                 str(r.seed),
@@ -187,6 +199,9 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
     )
     if counts["failed"]:
         lines.append("failed runs keep their traceback in runs/<run_id>/result.json; rerun with --retry-failed to try again")
+    if counts[INTERRUPTED]:
+        lines.append("interrupted runs were claimed by a sweep that is no longer running; run the sweep "
+                     "command again and they resume from their checkpoints")
     if counts[MISSING]:
         lines.append("missing runs were recorded done but their result.json is gone or unreadable; they are not "
                      "counted, and the next `cffaudit sweep` trains them again")
@@ -266,6 +281,12 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
 
     train_fn = _train_fn(args.tensorboard)  # before anything is queued: a missing package stops here
+    if args.executor == "local":
+        from cffaudit.train.threads import available_cores, limit_threads
+
+        # Before torch is imported: one run at a time uses every core; worker processes
+        # share them (each sets cores // workers threads).
+        limit_threads(available_cores())
     # Runs pinned to the CPU (by --device or the spec) must not hold GPUs.
     executor = _executor(args, cpu_only=all(r.config.device == "cpu" for r in expansion.runs))
     report = run_sweep(

@@ -57,7 +57,11 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
     """Register `cffaudit train` on the CLI's subparsers."""
-    p = sub.add_parser("train", help="train one CFF run (stage 1 + linear probe) and write result.json")
+    p = sub.add_parser(
+        "train", help="train one CFF run (stage 1 + linear probe) and write result.json",
+        description="Train a ViT by Contrastive Forward-Forward (stage 1: every block by its own "
+                    "supervised contrastive loss) and a linear probe on its frozen output (stage 2); "
+                    "write result.json with the test accuracy, per-layer diagnostics and the resolved config.")
     add_train_arguments(p)
     p.set_defaults(func=run_train_command)
 
@@ -136,6 +140,19 @@ def config_from_args(args: argparse.Namespace) -> C.RunConfig:
     return cfg.override(updates) if updates else cfg
 
 
+def _no_checkpoint(out: Path, checkpoint: Path) -> str:
+    """Why --resume cannot go on, and what to do: most often a mistyped --out."""
+    from cffaudit.suggest import did_you_mean
+
+    near = []
+    if out.parent.is_dir():  # sibling folders a typo may have missed
+        near = [str(d) for d in out.parent.iterdir() if d.is_dir() and any(d.glob("checkpoint*.pt"))]
+    others = sorted(p.name for p in out.glob("checkpoint*.pt")) if out.is_dir() else []
+    hint = f"; {out} holds {', '.join(others)} (of other --seeds)" if others else did_you_mean(str(out), near)
+    return (f"--resume: no checkpoint at {checkpoint}, so there is nothing to resume; check --out "
+            f"and --seeds, or drop --resume to start a new run{hint}")
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """Run `cffaudit train`; returns 0 when every seed finished, 1 when one failed."""
     try:
@@ -147,11 +164,14 @@ def run_train_command(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     tensorboard = tensorboard_dirs(args.tensorboard, [f"seed-{s}" for s in seeds])
 
+    from cffaudit.train.threads import available_cores, limit_threads
+
+    limit_threads(available_cores())  # before torch is imported: see train/threads.py
     from cffaudit.train.run import train_seeds
 
     folders = run_folders(args.out, seeds)
     if args.resume and not folders.checkpoint.exists():
-        print(f"cffaudit train: no checkpoint at {folders.checkpoint}; starting from scratch", file=sys.stderr)
+        raise CLIError(_no_checkpoint(args.out, folders.checkpoint))
     existing = folders.existing()
     if existing and not args.resume and not args.overwrite:
         raise CLIError(f"{existing[0]} exists: pass --resume to continue that run, --overwrite to start "
@@ -166,6 +186,9 @@ def run_train_command(args: argparse.Namespace) -> int:
         else:
             failed += 1
             print(f"seed {seed}: FAILED: {res['error']} -> {path}", file=sys.stderr)
+    note = _synthetic_note(cfg, results)
+    if note:
+        print(note, file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -181,3 +204,18 @@ def tensorboard_dirs(root: Path | None, names: list[str]) -> list[Path] | None:
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     return [root / name for name in names]
+
+
+def _synthetic_note(cfg: C.RunConfig, results: list[dict]) -> str:
+    """Why a synthetic run at or below chance is not a bug (one line), or ''."""
+    if cfg.data.dataset != "synthetic":
+        return ""
+    chance = 100.0 / cfg.data.synthetic_classes
+    accs = [r["test_acc"] for r in results if r["status"] == "done" and r.get("test_acc") is not None]
+    if not accs or min(accs) > chance:
+        return ""
+    return (f"note: test accuracy at or below chance ({chance:.0f}% for {cfg.data.synthetic_classes} classes): "
+            "the synthetic data set is built so that an untrained encoder cannot separate it, and a few "
+            "stage-1 epochs or probe steps leave the probe at chance or mapping classes to the wrong labels; "
+            "a budget that learns it: --synthetic-train 1000 --epochs-stage1 8 --epochs-stage2 10 --lr2 0.01 "
+            "(see the README, Synthetic data)")

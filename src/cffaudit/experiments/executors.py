@@ -13,7 +13,7 @@ Backends:
 
 * :class:`LocalExecutor` — in this process one job after another, or, with
   ``workers > 1``, a pool of spawned worker processes, each pinned to one GPU when
-  ``gpus`` are given.
+  ``gpus`` are given and each with ``cores // workers`` torch threads.
 * :class:`RayExecutor` — one Ray task per job through Ray's task API (``ray.remote``,
   ``ray.wait``), one GPU per task when the cluster has GPUs, ``max_retries`` on
   worker failure. Ray is imported only here, only when used.
@@ -30,6 +30,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from cffaudit.train.threads import limit_threads, threads_per_worker
 
 
 class ExecutorError(RuntimeError):
@@ -116,7 +118,8 @@ class LocalExecutor(Executor):
         if self.workers == 1:
             return "local (one run at a time)"
         where = f"GPUs {self.gpus}" if self.gpus else "CPU"
-        return f"local ({self.workers} worker processes, {where})"
+        threads = threads_per_worker(self.workers)
+        return f"local ({self.workers} worker processes, {where}, {threads} torch thread{'s' * (threads > 1)} each)"
 
     def execute(self, jobs: Iterable[Job]) -> Iterator[JobDone]:
         if self.workers == 1:
@@ -147,7 +150,7 @@ class LocalExecutor(Executor):
                 max_workers=self.workers,
                 mp_context=ctx,
                 initializer=_pin_worker,
-                initargs=(gpu_queue if self.gpus else None,),
+                initargs=(gpu_queue if self.gpus else None, threads_per_worker(self.workers)),
             )
 
         pool = new_pool()
@@ -197,7 +200,10 @@ class LocalExecutor(Executor):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pin_worker(gpu_queue: Any) -> None:
+def _pin_worker(gpu_queue: Any, threads: int) -> None:
+    # Before torch is imported in this fresh process: workers x threads <= cores, else
+    # the threads spin against each other (train/threads.py has the measurement).
+    limit_threads(threads)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 

@@ -22,6 +22,22 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def owner_is_gone(owner: str) -> bool:
+    """Whether the process recorded as ``host:pid`` certainly no longer runs: it was on this
+    host and no process has its pid. An owner on another host (or not in that form) is
+    not known to be gone."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the pid exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def sweep_lock(root: str | Path) -> Iterator[None]:
     """Hold the store's driver lock; a second sweep on the same store is refused.

@@ -40,6 +40,7 @@ from cffaudit.experiments.identity import (
     run_id,
     stable_hash,
 )
+from cffaudit.suggest import did_you_mean
 
 #: Short factor names a spec may use instead of dotted config paths. Results and the
 #: analysis name factors by these aliases whichever spelling the spec used.
@@ -175,7 +176,8 @@ class ExperimentSpec:
             raise fail("a spec must be a mapping with keys name, base, factors, seeds")
         unknown = sorted(set(d) - set(SPEC_KEYS))
         if unknown:
-            raise fail(f"unknown top-level key(s) {unknown}; allowed: {list(SPEC_KEYS)}")
+            raise fail(f"unknown top-level key(s) {unknown}{did_you_mean(str(unknown[0]), SPEC_KEYS)} "
+                       f"(allowed: {list(SPEC_KEYS)})")
         name = d.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise fail(f"name: give a short identifier (letters, digits, _ . -), got {name!r}")
@@ -357,9 +359,10 @@ def _factor_path(name: str, fail) -> str:
     if path in NON_RESULT_KEYS:
         raise fail(f"factors: {name!r} does not change results, so it cannot be a factor")
     if not _is_config_path(path):
+        options = [*FACTOR_ALIASES, *flatten_paths(RunConfig().to_dict())]
         raise fail(
-            f"factors: unknown factor {name!r}; use a short name {sorted(FACTOR_ALIASES)} "
-            "or a dotted config path such as loss.temperature"
+            f"factors: unknown factor {name!r}{did_you_mean(name, options)} (use a short name "
+            f"{sorted(FACTOR_ALIASES)} or a dotted config path such as loss.temperature)"
         )
     return path
 

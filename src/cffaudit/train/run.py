@@ -13,7 +13,6 @@ scrambling them changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from pathlib import Path
@@ -27,6 +26,7 @@ from cffaudit.train import stage1 as s1
 from cffaudit.train import stage2 as s2
 from cffaudit.train.ensemble import Ensemble, build_model, load_seed_data, split_sizes
 from cffaudit.train.memory import release_freed_memory
+from cffaudit.train.progress import StageBar, layer_losses, stage_bar
 from cffaudit.train.runtime import Runtime, resolve_device
 
 # Also imported from here by the benchmark, the sweep and tests.
@@ -105,18 +105,18 @@ def _train(ens: Ensemble, on_epoch: Callable[[list[list[dict]]], None] | None = 
     """Stage 1, encoder selection, stage 2, from wherever `ens` stands; `on_epoch` sees
     the history after every epoch (the TensorBoard log)."""
     cfg = ens.cfg
-    done = ens.epoch if ens.stage == 1 else cfg.stage1.epochs + ens.epoch
-    with _progress_bar(ens.progress, cfg.stage1.epochs + cfg.stage2.epochs, done, ens.seeds) as bar:
-        if ens.stage == 1:
+    if ens.stage == 1:
+        with stage_bar(ens.progress, "stage 1", cfg.stage1.epochs, ens.epoch, ens.seeds) as bar:
             _stage1(ens, bar, on_epoch)
-            if cfg.stage1.select == "best_val_loss":
-                ens.encoder.restore(ens.model)
-            ens.stage, ens.epoch = 2, 0
-            ens.save()
+        if cfg.stage1.select == "best_val_loss":
+            ens.encoder.restore(ens.model)
+        ens.stage, ens.epoch = 2, 0
+        ens.save()
+    with stage_bar(ens.progress, "probe", cfg.stage2.epochs, ens.epoch, ens.seeds) as bar:
         _stage2(ens, bar, on_epoch)
 
 
-def _stage1(ens: Ensemble, bar, on_epoch=None) -> None:
+def _stage1(ens: Ensemble, bar: StageBar, on_epoch=None) -> None:
     """Stage-1 epochs from `ens.epoch` on, each followed by a checkpoint."""
     cfg = ens.cfg
     val_batches = ens.validation_batches()
@@ -129,13 +129,13 @@ def _stage1(ens: Ensemble, bar, on_epoch=None) -> None:
                                          order_gens=ens.gen_data, augment_gens=ens.gen_aug,
                                          batch_size=cfg.stage1.batch_size, val_batches=val_batches)
         ens.add_stage1_epoch(records, steps, _elapsed(t0, ens.rt.device))
-        _show(bar, "loss " + " ".join(f"{r['loss']:.2f}" for r in records[0]) + f" | CAR0 {records[0][0]['car']:.3f}")
+        bar.epoch(layer_losses(records[0]))
         ens.save()
         if on_epoch:
             on_epoch(ens.history)
 
 
-def _stage2(ens: Ensemble, bar, on_epoch=None) -> None:
+def _stage2(ens: Ensemble, bar: StageBar, on_epoch=None) -> None:
     """Probe epochs from `ens.epoch` on, each followed by a checkpoint."""
     cfg = ens.cfg
     features = s2.ProbeFeatures(ens.model, ens.augment, ens.data, cfg.stage2.batch_size, ens.rt.autocast(),
@@ -146,33 +146,13 @@ def _stage2(ens: Ensemble, bar, on_epoch=None) -> None:
                                   batch_size=cfg.stage2.batch_size)
         ens.add_stage2_epoch(per_seed, time.perf_counter() - t0)
         loss, val_acc, _ = per_seed[0]
-        _show(bar, f"probe loss {loss:.3f} val {val_acc:.2f}%")
+        bar.epoch(f"probe loss {loss:.3f} val {val_acc:.2f}%")
         ens.save()
         if on_epoch:
             on_epoch(ens.history)
-
-
-@contextlib.contextmanager
-def _progress_bar(show: bool, total: int, done: int, seeds: Sequence[int]):
-    if not show:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=done, desc=f"seed {','.join(map(str, seeds))}", unit="ep", dynamic_ncols=True)
-    try:
-        yield bar
-    finally:
-        bar.close()
 
 
 def _elapsed(t0: float, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()  # the epoch's kernels, not just their launches
     return time.perf_counter() - t0
-
-
-def _show(bar, text: str) -> None:
-    if bar:
-        bar.set_postfix_str(text, refresh=False)
-        bar.update(1)
