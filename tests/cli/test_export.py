@@ -58,8 +58,8 @@ def test_export_writes_one_row_per_run_with_seeds_gain_and_layers(store, tmp_pat
     assert "16 run(s)" in capsys.readouterr().err
     frame = pd.read_csv(out)
     assert len(frame) == 16 and frame["run_id"].is_unique
-    assert list(frame.columns[:9]) == ["run_id", "status", "experiment", "dataset", "margin_schedule", "margin",
-                                       "stability", "augmentation", "seed"]
+    assert list(frame.columns[:10]) == ["run_id", "status", "experiment", "dataset", "margin_schedule", "margin",
+                                        "stability", "augmentation", "locality", "seed"]
     for col in ("seed_init", "seed_split", "seed_data", "untrained_test_acc", "stage1_gain",
                 "car_l0", "car_l1", "grad_norm_l0", "grad_norm_l1"):
         assert col in frame.columns, col
