@@ -118,6 +118,26 @@ class Stage2Config:
     weight_decay: float = 0.01
     batch_size: int = 512
     probe_augment: Literal["view", "none"] = "view"
+    # Probes trained on the one encoder, each from its own probe streams (weights, views,
+    # order); test_acc is the first one's, whatever their number.
+    probe_seeds: int = 1
+    # The same probe on the encoder as initialised (untrained_test_acc): "auto" is on with
+    # cached features (probe_augment none, one extra probe) and off when the probe re-runs
+    # the encoder (view, one extra stage 2).
+    untrained_baseline: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass(frozen=True)
+class SeedsConfig:
+    """Per-source seeds: None draws a source from the run seed; an integer k draws it as
+    the run with seed k would, so a design can vary one source with the others held.
+    The sources and the streams each sets are ``cffaudit.train.seeds.SOURCES``."""
+
+    init: Optional[int] = None
+    split: Optional[int] = None
+    data: Optional[int] = None
+    augment: Optional[int] = None
+    probe: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class RunConfig:
     stage2: Stage2Config = field(default_factory=Stage2Config)
     perf: PerfConfig = field(default_factory=PerfConfig)
     seed: int = 0
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
@@ -226,6 +247,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError("perf.compile=on compiles the fused step and cannot act on "
                          "stage1.step_order=per_block; use step_order fused or auto")
     choice("stage2.probe_augment", cfg.stage2.probe_augment, PROBE_AUGMENT)
+    choice("stage2.untrained_baseline", cfg.stage2.untrained_baseline, ("auto", "on", "off"))
+    positive("stage2.probe_seeds", cfg.stage2.probe_seeds)
     choice("device", cfg.device, DEVICES)
     for name in ("embed_dim", "depth", "heads", "patch_size", "image_size", "in_chans"):
         positive(f"model.{name}", getattr(cfg.model, name))
@@ -267,6 +290,9 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError("data.synthetic_classes: must be >= 2")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ValueError(f"seed: must be a non-negative integer, got {cfg.seed!r}")
+    for source, value in dataclasses.asdict(cfg.seeds).items():
+        if value is not None and value < 0:
+            raise ValueError(f"seeds.{source}: must be a non-negative integer or null (the run seed), got {value!r}")
 
 
 # -- strict dict <-> dataclass ---------------------------------------------------------
@@ -345,14 +371,17 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 #: Dotted config paths that never change a trained model or its accuracy: left out of
 #: run ids (experiments.identity) and of the config a checkpoint must match (train.run).
-NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator")
+NON_RESULT_KEYS = ("data.data_dir", "data.download", "device", "perf.cpu_allocator",
+                   # an extra probe on the initial encoder; the trained model and test_acc are the same
+                   "stage2.untrained_baseline")
 
 
 #: Config fields added after results were first stored, whose defaults train what a result
 #: stored without them was trained with (so run ids left them out): readers of stored
 #: results fill them in (``added_field_defaults``), so that the report does not split runs
 #: into designs by a key that only the newer results spell out.
-ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince", "stage1.locality")
+ADDED_FIELDS = ("loss.margin_shape", "loss.margin_k", "loss.link", "loss.weince", "stage1.locality",
+                "stage2.probe_seeds", "seeds")
 
 
 @functools.cache

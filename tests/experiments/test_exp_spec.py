@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,63 @@ def test_locality_spec_crosses_margin_with_locality_and_shares_the_local_arm():
     factorial = ExperimentSpec.load(REPO / "experiments" / "cifar10_factorial.yaml").expand().runs
     local = {r.run_id for r in runs if r.config.stage1.locality == "local"}
     assert local <= {r.run_id for r in factorial} and len(local) == 14
+
+
+# -- sources of variance: per-source seeds, probes per encoder, the untrained baseline ----------
+
+
+def test_defaults_of_the_sources_fields_leave_run_ids_unchanged():
+    cfg = RunConfig().override({"seed": 3, "stage2.probe_seeds": 1, "seeds.init": None, "seeds.probe": None})
+    assert run_id(cfg) == "18181b1f6828"  # the pinned id above
+    assert not any(k.startswith(("seeds.", "stage2.probe_seeds", "stage2.untrained_baseline"))
+                   for k in identity_dict(cfg))
+    # The baseline is an extra probe on the initial encoder: same model, same test_acc, same id.
+    for choice in ("on", "off"):
+        assert run_id(cfg.override({"stage2.untrained_baseline": choice})) == run_id(cfg)
+    assert run_id(cfg.override({"stage2.probe_seeds": 2})) != run_id(cfg)
+    assert run_id(cfg.override({"seeds.init": 1})) != run_id(cfg.override({"seeds.data": 1})) != run_id(cfg)
+
+
+def test_arms_vary_one_source_at_a_time_and_crossed():
+    spec = ExperimentSpec.from_dict({**tiny_spec_dict(), "factors": {"margin": ["clamp", "subtract"]},
+                                     "seeds": 0, "arms": [{"seed_init": [1, 2]}, {"seed_data": [1, 2]},
+                                                          {"seed_init": [1, 2], "seed_data": [1, 2]}]})
+    assert spec.factors["seed_init"] == (1, 2) and spec.factor_paths["seed_data"] == "seeds.data"
+    cells = [c.levels for c in spec.conditions()]
+    assert len(cells) == 2 * (2 + 2 + 4)  # crossed with the common factor
+    assert {"margin": "clamp", "seed_init": 1, "seed_data": None} in cells  # data held at the run seed
+    runs = spec.expand().runs
+    assert len(runs) == len(cells) and {r.seed for r in runs} == {0}
+    assert {(r.config.seeds.init, r.config.seeds.data) for r in runs} == {
+        (1, None), (2, None), (None, 1), (None, 2), (1, 1), (1, 2), (2, 1), (2, 2)}
+
+
+def test_arms_repeating_a_cell_run_it_once():
+    spec = ExperimentSpec.from_dict({**tiny_spec_dict(), "factors": {}, "seeds": 0,
+                                     "arms": [{"seed_init": [1, 2]}, {"seed_init": [2, 3]}]})
+    assert [c.levels["seed_init"] for c in spec.conditions()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "arms, message",
+    [
+        ({"seed_init": [1]}, "arms: expected a list of mappings"),
+        ([{"seed_init": 1}], "arms[0].seed_init: expected a non-empty list"),
+        ([{"margin": ["clamp"]}], "'margin' is also under factors"),
+        ([{"seed_bogus": [1]}], "unknown factor 'seed_bogus'"),
+        ([{"seed_init": [-1]}], "seeds.init: must be a non-negative integer"),
+    ],
+)
+def test_bad_arms_are_rejected_with_a_clear_message(arms, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        ExperimentSpec.from_dict({**tiny_spec_dict(), "factors": {"margin": ["clamp"]}, "arms": arms}).expand()
+
+
+def test_shipped_sources_specs_vary_each_source_alone_and_init_by_data_order():
+    for name in ("cifar10_sources", "fashion_mnist_sources"):
+        runs = ExperimentSpec.load(REPO / "experiments" / f"{name}.yaml").expand().runs
+        assert len(runs) == 4 * 5 + 3 * 3 and {r.seed for r in runs} == {0}
+        assert all(r.config.stage2.probe_seeds == 2 for r in runs)
+        alone = [r for r in runs if sum(v is not None for v in vars(r.config.seeds).values()) == 1]
+        assert len(alone) == 20
+    assert {r.config.data.dataset for r in runs} == {"fashion_mnist"} and runs[0].config.model.embed_dim == 64

@@ -48,6 +48,15 @@ _FLAGS: dict[str, tuple[str, Any, str]] = {
     "--epochs-stage2": ("stage2.epochs", int, "linear-probe epochs (50)"),
     "--lr2": ("stage2.lr", float, "probe AdamW learning rate (0.0005)"),
     "--probe-augment": ("stage2.probe_augment", str, "view (one augmented view per image, as the original) | none (cached features, faster)"),
+    "--probe-seeds": ("stage2.probe_seeds", int, "probes trained on the one encoder, each from its own streams (1); "
+                                                 "test_acc is the first one's, probe_test_accs all"),
+    "--untrained-baseline": ("stage2.untrained_baseline", str,
+                             "auto | on | off: also train the probe on the encoder as initialised "
+                             "(untrained_test_acc); auto: on with --probe-augment none"),
+    **{f"--seed-{source}": (f"seeds.{source}", int, f"draw the {what} from this seed instead of the run seed")
+       for source, what in (("init", "initial weights"), ("split", "train/validation split"),
+                            ("data", "data order"), ("augment", "stage-1 augmentations"),
+                            ("probe", "probes (weights, views, order)"))},
     "--precision": ("perf.precision", str, "auto | fp32 | bf16"),
     "--compile": ("perf.compile", str, "auto | on | off"),
     "--cpu-allocator": ("perf.cpu_allocator", str, "retain (keep freed memory in the process: no page faults per step) | system"),

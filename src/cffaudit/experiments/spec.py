@@ -11,6 +11,9 @@ A spec file (YAML)::
       stability: [detach, direct]
     exclude:                  # optional: drop cells matching all the given levels
       - {margin: subtract, stability: direct}
+    arms:                     # optional: the union of several factorials (crossed with
+      - {seed_init: [1, 2, 3]}   # `factors`); a factor an arm does not vary keeps
+      - {seed_init: [1, 2], seed_data: [1, 2]}   # its base value
     seeds: 1-7                # a list, an integer, or ranges "1-5,10"
     reuse: [runs/cifar10_factorial]   # optional: stores whose finished runs are copied
 
@@ -57,10 +60,13 @@ FACTOR_ALIASES = {
     "embed_dim": "model.embed_dim",
     "depth": "model.depth",
     "locality": "stage1.locality",
+    "probe_seeds": "stage2.probe_seeds",
+    # one source of randomness drawn from its own seed (config.SeedsConfig)
+    **{f"seed_{source}": f"seeds.{source}" for source in ("init", "split", "data", "augment", "probe")},
 }
 _PATH_TO_ALIAS = {v: k for k, v in FACTOR_ALIASES.items()}
 
-SPEC_KEYS = ("name", "description", "base", "factors", "exclude", "seeds", "reuse")
+SPEC_KEYS = ("name", "description", "base", "factors", "arms", "exclude", "seeds", "reuse")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -142,6 +148,9 @@ class ExperimentSpec:
     factors: dict[str, tuple[Any, ...]]  # display name -> levels, in spec order
     factor_paths: dict[str, str]  # display name -> dotted config path
     seeds: tuple[int, ...]
+    # Factorials whose union is the design (crossed with `factors`): per arm, display name
+    # -> levels. `factors` then lists every factor with all its levels.
+    arms: tuple[dict[str, tuple[Any, ...]], ...] = ()
     exclude: tuple[dict[str, Any], ...] = ()
     reuse: tuple[str, ...] = ()
     description: str = ""
@@ -192,19 +201,23 @@ class ExperimentSpec:
         factors_in = d.get("factors") or {}
         if not isinstance(factors_in, dict):
             raise fail(f"factors: expected a mapping factor -> list of levels, got {factors_in!r}")
-        factors: dict[str, tuple[Any, ...]] = {}
         paths: dict[str, str] = {}
-        for raw_name, levels in factors_in.items():
-            path = _factor_path(str(raw_name), fail)
-            display = _PATH_TO_ALIAS.get(path, path)
-            if display in factors:
-                raise fail(f"factors: {raw_name!r} and another entry both set {path}")
-            if not isinstance(levels, list) or not levels:
-                raise fail(f"factors.{raw_name}: expected a non-empty list of levels, got {levels!r}")
-            if len({repr(v) for v in levels}) != len(levels):
-                raise fail(f"factors.{raw_name}: repeated level in {levels}")
-            factors[display] = tuple(levels)
-            paths[display] = path
+        factors = _parse_factors(factors_in, "factors", paths, fail)
+        arms_in = d.get("arms") or []
+        if not isinstance(arms_in, list) or not all(isinstance(a, dict) and a for a in arms_in):
+            raise fail("arms: expected a list of mappings factor -> list of levels, e.g. "
+                       "[{seed_init: [1, 2, 3]}, {seed_data: [1, 2, 3]}]")
+        arms = []
+        for i, arm_in in enumerate(arms_in):
+            arm = _parse_factors(arm_in, f"arms[{i}]", paths, fail)
+            for factor in arm:
+                if factor in factors:
+                    raise fail(f"arms[{i}]: {factor!r} is also under factors; vary it in one place")
+            arms.append(arm)
+        for arm in arms:  # factors lists every factor with all its levels
+            for factor, levels in arm.items():
+                known = factors.get(factor, ())
+                factors[factor] = known + tuple(v for v in levels if v not in known)
 
         exclude = d.get("exclude") or []
         if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
@@ -245,6 +258,7 @@ class ExperimentSpec:
             factors=factors,
             factor_paths=paths,
             seeds=seeds,
+            arms=tuple(arms),
             exclude=tuple(exclude_norm),
             reuse=tuple(reuse),
             description=description,
@@ -261,15 +275,31 @@ class ExperimentSpec:
         return replace(self, seeds=tuple(seeds))
 
     def conditions(self) -> list[Condition]:
-        """The factorial cells in spec order, minus the excluded ones."""
+        """The factorial cells in spec order (of each arm in turn, without repeats),
+        minus the excluded ones."""
         names = list(self.factors)
-        cells = []
-        for combo in itertools.product(*(self.factors[n] for n in names)):
-            levels = dict(zip(names, combo))
-            if any(all(levels[k] == v for k, v in e.items()) for e in self.exclude):
-                continue
-            cells.append(Condition(levels))
+        if self.arms:
+            base = self._base_levels()
+            common = {n: v for n, v in self.factors.items() if not any(n in arm for arm in self.arms)}
+            grids = [{**common, **arm} for arm in self.arms]
+        else:
+            base, grids = {}, [self.factors]
+        cells: list[Condition] = []
+        for grid in grids:
+            varied = list(grid)
+            for combo in itertools.product(*(grid[n] for n in varied)):
+                chosen = dict(zip(varied, combo))
+                levels = {n: chosen[n] if n in chosen else base[n] for n in names}
+                if any(all(levels[k] == v for k, v in e.items()) for e in self.exclude):
+                    continue
+                if Condition(levels) not in cells:
+                    cells.append(Condition(levels))
         return cells
+
+    def _base_levels(self) -> dict[str, Any]:
+        """Each factor's value in the base config: its level in an arm that does not vary it."""
+        flat = flatten_paths(self.base_config().to_dict())
+        return {n: flat[self.factor_paths[n]] for n in self.factors}
 
     def base_config(self, overrides: Optional[dict[str, Any]] = None) -> RunConfig:
         """The base RunConfig with command-line `overrides` (e.g. device) applied."""
@@ -326,6 +356,26 @@ class ExperimentSpec:
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+def _parse_factors(given: Any, where: str, paths: dict[str, str], fail) -> dict[str, tuple[Any, ...]]:
+    """{display name: levels} of a mapping factor -> levels; records each name's config
+    path in `paths`."""
+    if not isinstance(given, dict):
+        raise fail(f"{where}: expected a mapping factor -> list of levels, got {given!r}")
+    factors: dict[str, tuple[Any, ...]] = {}
+    for raw_name, levels in given.items():
+        path = _factor_path(str(raw_name), fail)
+        display = _PATH_TO_ALIAS.get(path, path)
+        if display in factors:
+            raise fail(f"{where}: {raw_name!r} and another entry both set {path}")
+        if not isinstance(levels, list) or not levels:
+            raise fail(f"{where}.{raw_name}: expected a non-empty list of levels, got {levels!r}")
+        if len({repr(v) for v in levels}) != len(levels):
+            raise fail(f"{where}.{raw_name}: repeated level in {levels}")
+        factors[display] = tuple(levels)
+        paths[display] = path
+    return factors
 
 
 def merged_levels(conditions: Iterable[dict[str, Any]]) -> dict[str, Any]:

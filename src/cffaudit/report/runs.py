@@ -139,6 +139,13 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     row: dict[str, Any] = {column: values[column] for column in (*RUN_COLUMNS, *FACTOR_COLUMN_PATHS)}
     row["error"] = result.get("error")
     row["best_val_acc"] = result.get("best_val_acc")
+    untrained = result.get("untrained_test_acc")
+    row["untrained_test_acc"] = float(untrained) if isinstance(untrained, (int, float)) else math.nan
+    row["stage1_gain"] = row["test_acc"] - row["untrained_test_acc"]  # NaN without a baseline
+    # The seed each source of randomness was drawn from (config seeds.*; None: the run seed).
+    sources = cfg.get("seeds") if isinstance(cfg.get("seeds"), dict) else {}
+    for source in ("init", "data", "augment", "split", "probe"):
+        row[f"seed_{source}"] = sources[source] if sources.get(source) is not None else cfg.get("seed")
     # Where and how the run was trained. A run id names the experiment, not the hardware,
     # so one design can hold runs from a CPU (float32) and a GPU (bf16 autocast, CUDA
     # random streams); the analysis notes such a mix.

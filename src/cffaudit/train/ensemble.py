@@ -1,8 +1,9 @@
 """The parts of an ensemble run and how far they got: what a checkpoint holds.
 
 An `Ensemble` holds S independent seeds side by side (an ensemble dimension in every
-tensor): their stacked data splits, the model and probe, optimisers, and one generator
-per seed and random stream. `cffaudit.train.run` drives it through the protocol.
+tensor): their stacked data splits, the model, its K probes (stage2.probe_seeds), the
+optimisers, one generator per seed and random stream, and the untrained baseline's
+outcome. `cffaudit.train.run` drives it through the protocol.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from cffaudit.train import stage1 as s1
 from cffaudit.train import stage2 as s2
 from cffaudit.train.checkpoint import Checkpoint
 from cffaudit.train.runtime import Runtime
-from cffaudit.train.seeds import derive_seeds, generator
+from cffaudit.train.seeds import derive_seeds, generator, probe_streams, untrained_probe_streams
 
 # The generators a checkpoint keeps: attribute name -> (stream, on the run's device).
-_GENERATORS = {"gen_data": ("data", False), "gen_aug": ("augment", True),
-               "gen_probe": ("probe_augment", True), "gen_probe_order": ("probe_order", False)}
-_PROGRESS = ("stage", "epoch", "history", "failed", "best", "timing")
+_GENERATORS = {"gen_data": ("data", False), "gen_aug": ("augment", True)}
+_PROGRESS = ("stage", "epoch", "history", "failed", "timing", "baseline")
 
 
 def load_seed_data(cfg: RunConfig, split_seeds: Sequence[int], device: torch.device, progress: bool):
@@ -78,13 +78,26 @@ class Ensemble:
         self.cfg, self.seeds, self.checkpoint_path = cfg, list(seeds), Path(checkpoint)
         self.progress, self.S = progress, len(seeds)
         self.rt: Runtime | None = None  # resolved in build(), where errors are recorded
-        self.derived = [derive_seeds(s) for s in self.seeds]
+        self.derived = [derive_seeds(s, dict(vars(cfg.seeds)), probes=cfg.stage2.probe_seeds) for s in self.seeds]
         self.stage, self.epoch = 1, 0  # the next epoch to run
         self.history: list[list[dict]] = [[] for _ in self.seeds]
         self.failed: list[str | None] = [None] * self.S
-        self.best = [(-1.0, math.nan, -1)] * self.S  # (val_acc, test_acc, epoch) per seed
+        self.probes: list[s2.ProbeRun] = []  # made in build(); probes[0] gives test_acc
+        # Per seed, the probe on the encoder as initialised: {"val_acc", "test_acc",
+        # "predictions"}; None until it ran (or when it does not run).
+        self.baseline: list[dict[str, Any]] | None = None
         self.encoder = s1.BestEncoder(self.S)  # used when stage1.select == "best_val_loss"
         self.timing: dict[str, float] = {"stage1_s": 0.0, "stage2_s": 0.0, "data_s": 0.0}
+
+    @property
+    def wants_baseline(self) -> bool:
+        """Whether the untrained baseline runs: stage2.untrained_baseline, where "auto" is
+        on when the probe trains on cached features (one cheap probe more) and off when it
+        re-runs the encoder every epoch (a whole stage 2 more)."""
+        choice = self.cfg.stage2.untrained_baseline
+        if choice == "auto":
+            return self.cfg.stage2.probe_augment == "none"
+        return choice == "on"
 
     def build(self) -> None:
         """Resolve the runtime; read the data; make model, probe, optimisers, generators."""
@@ -107,36 +120,61 @@ class Ensemble:
                                       weight_decay=c1.weight_decay, device=dev)
         self.step = s1.Stage1Step(self.model, self.opt1, s1.LossSpec.from_config(cfg), order=rt.step_order,
                                   autocast=rt.autocast(), compile=rt.compile)
-        self.probe = s2.LinearProbe(self.S, cfg.model.embed_dim, self.data.num_classes)
-        self.probe.init_weights([generator(s) for s in streams("probe")])
-        self.probe.to(dev)
-        self.opt2 = s1.make_optimizer(self.probe.parameters(), lr=c2.lr, betas=(0.9, 0.999),
-                                      weight_decay=c2.weight_decay, device=dev)
+        self.probes = [self.make_probe([probe_streams(d, j) for d in self.derived])
+                       for j in range(c2.probe_seeds)]
         for name, (stream, on_device) in _GENERATORS.items():
             setattr(self, name, [generator(s, dev if on_device else "cpu") for s in streams(stream)])
 
     def _stream_seeds(self, stream: str) -> list[int]:
         return [d[stream] for d in self.derived]
 
+    def make_probe(self, streams: Sequence[dict[str, int]]) -> s2.ProbeRun:
+        """A fresh probe per seed drawing from `streams` (per seed, its probe streams)."""
+        c2 = self.cfg.stage2
+        return s2.ProbeRun(streams, self.cfg.model.embed_dim, self.data.num_classes, lr=c2.lr,
+                           weight_decay=c2.weight_decay, device=self.rt.device)
+
+    def untrained_probe(self) -> s2.ProbeRun:
+        """The probe of the untrained baseline, from its own streams (so the other probes'
+        draws are the same whether it runs or not)."""
+        return self.make_probe([untrained_probe_streams(d) for d in self.derived])
+
+    def initial_model(self) -> CFFViT:
+        """The encoder as initialised: the model itself before stage 1 has begun, else
+        built again from the init streams (the same weights)."""
+        if self.stage == 1 and self.epoch == 0:
+            return self.model
+        return build_model(self.cfg, self._stream_seeds("init"), self.rt.device)
+
+    def set_baseline(self, probe: s2.ProbeRun) -> None:
+        """Record the untrained baseline's outcome, per seed, from its trained probe."""
+        self.baseline = [{"val_acc": val, "test_acc": test, "predictions": pred}
+                         for (val, test, _), pred in zip(probe.best, probe.best_predictions)]
+
     def resume(self) -> None:
         """Continue from the checkpoint, if there is one."""
         st = self.checkpoint.load()
         if st is None:
             return
-        for name in ("model", "opt1", "probe", "opt2"):
+        for name in ("model", "opt1"):
             getattr(self, name).load_state_dict(st[name])
+        for probe, state in zip(self.probes, st["probes"]):
+            probe.load_state_dict(state)
         for name, states in st["gens"].items():
             for g, s in zip(getattr(self, name), states):
                 g.set_state(s.cpu())  # generator states are CPU byte tensors, CUDA generators too
         for name in _PROGRESS:
             setattr(self, name, st[name])
-        self.best = [tuple(b) for b in st["best"]]
+        if self.baseline is not None:
+            for b in self.baseline:
+                b["predictions"] = None if b["predictions"] is None else b["predictions"].cpu()
         self.encoder.best, self.encoder.state = [tuple(b) for b in st["best_encoder"]], st["best_encoder_state"]
 
     def save(self) -> None:
         """Write the checkpoint of the state as it is now."""
         self.checkpoint.save({
-            **{name: getattr(self, name).state_dict() for name in ("model", "opt1", "probe", "opt2")},
+            **{name: getattr(self, name).state_dict() for name in ("model", "opt1")},
+            "probes": [p.state_dict() for p in self.probes],
             "gens": {name: [g.get_state() for g in getattr(self, name)] for name in _GENERATORS},
             **{name: getattr(self, name) for name in _PROGRESS},
             "best_encoder": self.encoder.best, "best_encoder_state": self.encoder.state})
@@ -161,18 +199,28 @@ class Ensemble:
             self.failed[k] = self.failed[k] or s1.non_finite_loss(layers, self.epoch)
         self.epoch += 1
 
-    def add_stage2_epoch(self, per_seed: list[tuple[float, float, float]], elapsed: float) -> None:
-        """Record a finished probe epoch (per seed, loss and accuracies): history, best
-        validation epoch, failures."""
+    def add_stage2_epoch(self, per_probe: list[list[tuple[float, float, float]]], elapsed: float) -> None:
+        """Record a finished probe epoch (per probe, per seed, loss and accuracies): the
+        history (of the first probe, whose accuracy is reported) and failures."""
         self.timing["stage2_s"] += elapsed
-        for k, (loss, val_acc, test_acc) in enumerate(per_seed):
+        for k, (loss, val_acc, test_acc) in enumerate(per_probe[0]):
             self.history[k].append({"stage": 2, "epoch": self.epoch, "time_s": elapsed,
                                     "train_loss": loss, "val_acc": val_acc, "test_acc": test_acc})
-            if not math.isfinite(loss) and self.failed[k] is None:
-                self.failed[k] = f"non-finite probe loss in stage-2 epoch {self.epoch}; lower --lr2"
-            if val_acc > self.best[k][0]:
-                self.best[k] = (val_acc, test_acc, self.epoch)
+        for j, per_seed in enumerate(per_probe):
+            for k, (loss, _, _) in enumerate(per_seed):
+                if not math.isfinite(loss) and self.failed[k] is None:
+                    which = f" of probe {j}" if j else ""
+                    self.failed[k] = f"non-finite probe loss{which} in stage-2 epoch {self.epoch}; lower --lr2"
         self.epoch += 1
+
+    def predictions(self, k: int) -> dict[str, Any] | None:
+        """What seed k's predictions.npz holds (numpy arrays), or None before any probe epoch."""
+        if any(p.best_predictions[k] is None for p in self.probes):
+            return None
+        untrained = self.baseline[k]["predictions"] if self.baseline else None
+        return {"probes": torch.stack([p.best_predictions[k] for p in self.probes]).numpy(),
+                "labels": self.data.test_y[k].cpu().numpy(),
+                "untrained": None if untrained is None else untrained.numpy()}
 
     def results(self, error: str | None = None, tb: str | None = None) -> list[dict[str, Any]]:
         """One result per seed, as written to its result.json."""
@@ -182,6 +230,8 @@ class Ensemble:
             done = err is None and self.cfg.stage2.epochs > 0
             if err is None and not done:
                 err = "stage 2 has 0 epochs: no probe was trained, so there is no accuracy to report"
+            best = self.probes[0].best[k] if self.probes else (math.nan, math.nan, -1)
+            untrained = self.baseline[k] if self.baseline and self.cfg.stage2.epochs > 0 else {}
             out.append(_finite_or_none({
                 "status": "done" if done else "failed",
                 "protocol": PROTOCOL_VERSION,
@@ -192,9 +242,13 @@ class Ensemble:
                 "runtime": self.rt.as_dict() if self.rt else None,
                 "ensemble": {"size": self.S, "seeds": self.seeds, "index": k},
                 "data": getattr(self, "sizes", None),
-                "test_acc": self.best[k][1] if done else None,
-                "best_val_acc": self.best[k][0] if done else None,
-                "best_epoch": self.best[k][2] if done else None,
+                "test_acc": best[1] if done else None,
+                "best_val_acc": best[0] if done else None,
+                "best_epoch": best[2] if done else None,
+                # probe j on the one encoder, each from its own probe streams; [0] is test_acc
+                "probe_test_accs": [p.best[k][1] for p in self.probes] if done else None,
+                "untrained_test_acc": untrained.get("test_acc"),
+                "untrained_val_acc": untrained.get("val_acc"),
                 "stage1_selected_epoch": (self.encoder.best[k][1] if self.cfg.stage1.select == "best_val_loss"
                                           else self.cfg.stage1.epochs - 1),
                 "history": self.history[k],

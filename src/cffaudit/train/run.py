@@ -9,6 +9,11 @@ views, probe weights and order) comes from a generator seeded from its seed's st
 (`seeds.derive_seeds`). The global torch, numpy and `random` states are neither used nor
 seeded, so seed k means the same solo or in an ensemble; `tests/train` checks that
 scrambling them changes nothing.
+
+Before stage 1, the untrained baseline (stage2.untrained_baseline) trains the same probe,
+from its own streams, on the encoder as initialised; stage 2 trains K probes
+(stage2.probe_seeds) on the trained one. Each finished seed writes `predictions.npz`
+(`cffaudit.predictions`) before its result.json.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 
 from cffaudit.atomic import atomic_write_json
 from cffaudit.config import CHECKPOINT_NAME, RESULT_NAME, RunConfig
+from cffaudit.predictions import PREDICTIONS_NAME, write_predictions
 from cffaudit.train import stage1 as s1
 from cffaudit.train import stage2 as s2
 from cffaudit.train.ensemble import Ensemble, build_model, load_seed_data, split_sizes
@@ -80,7 +86,8 @@ def train_seeds(cfg: RunConfig, seeds: Sequence[int], out_dirs: Sequence[str | P
             log.close()
     ens.timing["total_s"] = ens.timing.get("total_s", 0.0) + (time.perf_counter() - t0)
     results = ens.results(error, tb)
-    for d, res in zip(out_dirs, results):
+    for k, (d, res) in enumerate(zip(out_dirs, results)):
+        _write_predictions(ens, k, d, res)
         atomic_write_json(d / RESULT_NAME, res)
     del ens  # model, data and optimiser state: freed before the heap is trimmed
     release_freed_memory()  # a sweep worker's next run may be smaller; hand the pages back
@@ -105,6 +112,9 @@ def _train(ens: Ensemble, on_epoch: Callable[[list[list[dict]]], None] | None = 
     """Stage 1, encoder selection, stage 2, from wherever `ens` stands; `on_epoch` sees
     the history after every epoch (the TensorBoard log)."""
     cfg = ens.cfg
+    if ens.wants_baseline and ens.baseline is None and cfg.stage2.epochs > 0:
+        _untrained_baseline(ens)
+        ens.save()  # a resumed run keeps this baseline rather than computing it again
     if ens.stage == 1:
         with stage_bar(ens.progress, "stage 1", cfg.stage1.epochs, ens.epoch, ens.seeds) as bar:
             _stage1(ens, bar, on_epoch)
@@ -114,6 +124,28 @@ def _train(ens: Ensemble, on_epoch: Callable[[list[list[dict]]], None] | None = 
         ens.save()
     with stage_bar(ens.progress, "probe", cfg.stage2.epochs, ens.epoch, ens.seeds) as bar:
         _stage2(ens, bar, on_epoch)
+
+
+def _untrained_baseline(ens: Ensemble) -> None:
+    """Train the baseline probe on the encoder as initialised, all its epochs at once."""
+    cfg, t0 = ens.cfg, time.perf_counter()
+    model = ens.initial_model()
+    features = s2.ProbeFeatures(model, ens.augment, ens.data, cfg.stage2.batch_size, ens.rt.autocast(),
+                                views=cfg.stage2.probe_augment == "view")
+    probe = ens.untrained_probe()
+    for epoch in range(cfg.stage2.epochs):
+        probe.epoch(features, ens.data, epoch, cfg.stage2.batch_size)
+    ens.set_baseline(probe)
+    ens.timing["untrained_baseline_s"] = time.perf_counter() - t0
+
+
+def _write_predictions(ens: Ensemble, k: int, out_dir: Path, result: dict[str, Any]) -> None:
+    """predictions.npz of a finished seed; a stale one of an earlier run is removed."""
+    preds = ens.predictions(k) if result["status"] == "done" else None
+    if preds is None:
+        (out_dir / PREDICTIONS_NAME).unlink(missing_ok=True)
+        return
+    write_predictions(out_dir, preds["probes"], preds["labels"], ens.data.num_classes, preds["untrained"])
 
 
 def _stage1(ens: Ensemble, bar: StageBar, on_epoch=None) -> None:
@@ -139,13 +171,12 @@ def _stage2(ens: Ensemble, bar: StageBar, on_epoch=None) -> None:
     """Probe epochs from `ens.epoch` on, each followed by a checkpoint."""
     cfg = ens.cfg
     features = s2.ProbeFeatures(ens.model, ens.augment, ens.data, cfg.stage2.batch_size, ens.rt.autocast(),
-                                None if cfg.stage2.probe_augment == "none" else ens.gen_probe)
+                                views=cfg.stage2.probe_augment == "view")
     while ens.epoch < cfg.stage2.epochs and not all(ens.failed):
         t0 = time.perf_counter()
-        per_seed = s2.probe_epoch(ens.probe, ens.opt2, features, ens.data, order_gens=ens.gen_probe_order,
-                                  batch_size=cfg.stage2.batch_size)
-        ens.add_stage2_epoch(per_seed, time.perf_counter() - t0)
-        loss, val_acc, _ = per_seed[0]
+        per_probe = [p.epoch(features, ens.data, ens.epoch, cfg.stage2.batch_size) for p in ens.probes]
+        ens.add_stage2_epoch(per_probe, time.perf_counter() - t0)
+        loss, val_acc, _ = per_probe[0][0]
         bar.epoch(f"probe loss {loss:.3f} val {val_acc:.2f}%")
         ens.save()
         if on_epoch:
