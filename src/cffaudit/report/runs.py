@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import pandas as pd
 
 from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, added_field_defaults, flatten_paths
+from cffaudit.report.source_columns import source_columns
 
 PathLike = Union[str, Path]
 
@@ -111,7 +112,10 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     """One row of the runs frame from a parsed `result.json`.
 
     CAR stays a fraction in [0, 1] as written by training (`car_l<k>`); the final stage-1
-    epoch's per-layer CAR and gradient norm become `car_l<k>` and `grad_norm_l<k>`.
+    epoch's per-layer CAR and gradient norm become `car_l<k>` and `grad_norm_l<k>`. The
+    sources-of-variance columns (`untrained_test_acc`, `stage1_gain`, `probe_test_accs`,
+    `seed_<source>`, `car_l0_final`, `car_l0_mean`, `grad_norm_l0_final`) come from
+    `source_columns.source_columns`.
 
     Args:
         result: The parsed JSON document.
@@ -139,6 +143,7 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     row: dict[str, Any] = {column: values[column] for column in (*RUN_COLUMNS, *FACTOR_COLUMN_PATHS)}
     row["error"] = result.get("error")
     row["best_val_acc"] = result.get("best_val_acc")
+    row.update(source_columns(result, row["test_acc"]))
     # Where and how the run was trained. A run id names the experiment, not the hardware,
     # so one design can hold runs from a CPU (float32) and a GPU (bf16 autocast, CUDA
     # random streams); the analysis notes such a mix.
