@@ -96,3 +96,10 @@ def test_floor_refuses_runs_on_other_labels(tmp_path):
     frame["run_id"] = frame["source"]
     with pytest.raises(ValueError, match="other labels"):
         analyze_sources(frame, n_resamples=50)
+
+
+def test_per_source_seeds_do_not_split_designs(tmp_path):
+    from cffaudit.report.runs import design_config_columns
+
+    frame = load_runs([write_sources_runs(tmp_path, crossed=True, probes=1, predictions=False)])
+    assert frame["seed_init"].nunique() == 3 and not [c for c in design_config_columns(frame) if "seeds" in c]

@@ -92,7 +92,7 @@ def _design_config(config: dict) -> dict[str, Any]:
     keep = {}
     # A result stored before a field was added was trained with its default.
     for key, value in {**added_field_defaults(), **flatten_paths(config)}.items():
-        if key in _IGNORED_CONFIG_KEYS:
+        if key in _IGNORED_CONFIG_KEYS or key.split(".")[0] == "seeds":  # per-source seeds index replicates, as `seed` does
             continue
         if any(word in part.lower() for part in key.split(".") for word in _IGNORED_CONFIG_WORDS):
             continue
