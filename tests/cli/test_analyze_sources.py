@@ -95,3 +95,18 @@ def test_report_has_a_sources_section_with_figures(runs, tmp_path, capsys):
     assert {"variance_components_1", "car_against_accuracy", "probe_spread"} <= figures
     html = (out / "report.html").read_text()
     assert "Sources of variance" in html
+
+
+def test_tidy_csv_with_probe_columns_is_decomposed_and_reported(runs, tmp_path, capsys):
+    from cffaudit.report.runs import load_runs
+
+    frame = load_runs([runs])
+    csv = tmp_path / "runs.csv"
+    cols = ["dataset", "margin", "seed", "test_acc", "probe_test_accs", "car_l0_final", "stage1_gain"]
+    frame.assign(probe_test_accs=[json.dumps(v) for v in frame["probe_test_accs"]])[cols].to_csv(csv, index=False)
+    rc = main(["analyze", str(csv), "--decompose", "seed/probe_seed", "--resamples", "100"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "probe_seed within seed" in text and "| clamp     | car_l0_final" in text
+    out = tmp_path / "rep"
+    assert main(["report", str(csv), "--out", str(out), "--resamples", "100"]) == 0
+    assert {"variance_components_1", "probe_spread"} <= {p.stem for p in (out / "figures").glob("*.png")}

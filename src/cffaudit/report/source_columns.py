@@ -9,8 +9,9 @@ results stay readable; its sources were all drawn from the run seed, which is wh
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 #: The sources of randomness a config can draw from its own seed (config `seeds.<source>`,
 #: `cffaudit.train.seeds.SOURCES`), each a `seed_<source>` column.
@@ -22,6 +23,18 @@ MECHANISM_COLUMNS = ("car_l0_final", "car_l0_mean", "grad_norm_l0_final")
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def probe_list(value: Any) -> Optional[list[float]]:
+    """A run's probe accuracies: its list, or the JSON list a tidy CSV holds; None otherwise."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return [float(v) for v in value]
+    return None
 
 
 def _layer0(history: Sequence[dict]) -> list[dict]:
@@ -53,7 +66,7 @@ def source_columns(result: dict, test_acc: float) -> dict[str, Any]:
     row: dict[str, Any] = {
         "untrained_test_acc": untrained,
         "stage1_gain": test_acc - untrained,  # NaN without a baseline
-        "probe_test_accs": [float(v) for v in probes] if isinstance(probes, list) and probes else None,
+        "probe_test_accs": probe_list(probes) if isinstance(probes, list) else None,
     }
     sources = cfg.get("seeds") if isinstance(cfg.get("seeds"), dict) else {}
     for source in SEED_SOURCES:

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cffaudit.report.plots import color_for
+from cffaudit.report.source_columns import probe_list
 from cffaudit.stats import Decomposition, SamplingFloor
 
 # Component roles in stacking order, each with its colour (the residual last, grey).
@@ -92,8 +93,9 @@ def car_against_accuracy(runs: pd.DataFrame, *, compare: str = "margin") -> Figu
 def _probe_lists(runs: pd.DataFrame) -> list[tuple[str, list[float]]]:
     out = []
     for cond, value in zip(runs["condition"], runs["probe_test_accs"]):
-        if isinstance(value, (list, tuple)) and len(value) > 1:
-            out.append((cond, [float(v) for v in value]))
+        values = probe_list(value)
+        if values is not None and len(values) > 1:
+            out.append((cond, values))
     return out
 
 

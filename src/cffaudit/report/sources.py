@@ -16,6 +16,7 @@ import pandas as pd
 
 from cffaudit.report.analysis import apply_where
 from cffaudit.report.runs import DESIGN_COLUMNS, column_of
+from cffaudit.report.source_columns import probe_list
 from cffaudit.report.testset_floor import testset_floors
 from cffaudit.stats import (MECHANISM_PREDICTORS, Decomposition, MechanismResult, SamplingFloor, decompose,
                             probe_rows, sampling_floors_markdown, seed_mechanism)
@@ -84,7 +85,7 @@ def wants_default_decomposition(runs: pd.DataFrame) -> bool:
     """Whether some finished run records more than one probe accuracy (report's default spec applies)."""
     if "probe_test_accs" not in runs.columns:
         return False
-    return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in runs["probe_test_accs"])
+    return any(len(probe_list(v) or []) > 1 for v in runs["probe_test_accs"])
 
 
 def _condition_columns(done: pd.DataFrame, compare: str, factor: Optional[str]) -> list[str]:
