@@ -1,6 +1,10 @@
 """`analyze --decompose` and `report`'s "Sources of variance" through the CLI entry point."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +114,17 @@ def test_tidy_csv_with_probe_columns_is_decomposed_and_reported(runs, tmp_path, 
     out = tmp_path / "rep"
     assert main(["report", str(csv), "--out", str(out), "--resamples", "100"]) == 0
     assert {"variance_components_1", "probe_spread"} <= {p.stem for p in (out / "figures").glob("*.png")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="headless Chromium not installed (apt-get install chromium)")
+def test_sources_report_renders_in_headless_chromium(runs, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", str(runs), "--out", str(out), "--resamples", "100"]) == 0
+    n = len(list((out / "figures").glob("*.png")))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "check_report_render.py"
+    res = subprocess.run([sys.executable, str(script), str(out / "report.html"), "--screenshot",
+                          str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"images loaded: {n}/{n}" in res.stdout
