@@ -103,3 +103,9 @@ def test_per_source_seeds_do_not_split_designs(tmp_path):
 
     frame = load_runs([write_sources_runs(tmp_path, crossed=True, probes=1, predictions=False)])
     assert frame["seed_init"].nunique() == 3 and not [c for c in design_config_columns(frame) if "seeds" in c]
+
+
+def test_a_source_seed_path_names_its_column():
+    from cffaudit.report.runs import column_of
+
+    assert column_of("seeds.init") == "seed_init" and column_of("seed_data") == "seed_data"

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import pandas as pd
 
 from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, added_field_defaults, flatten_paths
-from cffaudit.report.source_columns import source_columns
+from cffaudit.report.source_columns import SEED_SOURCES, source_columns
 
 PathLike = Union[str, Path]
 
@@ -49,6 +49,9 @@ FACTOR_COLUMN_PATHS = {
     "locality": "stage1.locality",
 }
 _COLUMN_OF_PATH = {path: column for column, path in FACTOR_COLUMN_PATHS.items()}
+# A spec varies one source of randomness by its config path (seeds.init); the run table
+# holds it as seed_init (`source_columns`).
+_COLUMN_OF_PATH.update({f"seeds.{source}": f"seed_{source}" for source in SEED_SOURCES})
 
 # Config keys that never make two runs different experiments: the seed is the replicate
 # index, what cannot change a result (NON_RESULT_KEYS: data location, device, CPU
