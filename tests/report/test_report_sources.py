@@ -109,3 +109,10 @@ def test_a_source_seed_path_names_its_column():
     from cffaudit.report.runs import column_of
 
     assert column_of("seeds.init") == "seed_init" and column_of("seed_data") == "seed_data"
+
+
+def test_levels_given_as_text_match_a_numeric_compare_column(tmp_path):
+    frame = load_runs([write_sources_runs(tmp_path, predictions=False)])
+    frame["margin"] = frame["margin"].map({"clamp": 1, "subtract": 2})
+    (d,) = analyze_sources(frame, decompose_specs=["seed/probe_seed"], levels=("1", "2"), n_resamples=50).decompositions
+    assert d.ratios and (d.ratios[0].numerator, d.ratios[0].denominator) == ("1", "2")

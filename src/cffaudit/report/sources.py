@@ -104,11 +104,11 @@ def _decompose_one(done: pd.DataFrame, spec: str, by: list[str], compare: str, l
     if PROBE_COLUMN in named and PROBE_COLUMN not in done.columns and "probe_test_accs" in done.columns:
         data = probe_rows(done, probe=PROBE_COLUMN)
     by_spec = [c for c in by if c not in named]
-    use_compare = None
-    if compare in by_spec and all(lv in set(data[compare].astype(str)) for lv in levels):
-        use_compare = compare
+    # The levels come as text from the command line; the column may hold numbers.
+    present = {str(v): v for v in data[compare].unique()} if compare in data.columns else {}
+    use_compare = compare if compare in by_spec and all(lv in present for lv in levels) else None
     return decompose(data, "test_acc", spec, by=by_spec, compare=use_compare,
-                     compare_levels=list(levels) if use_compare else None, seed=seed)
+                     compare_levels=[present[lv] for lv in levels] if use_compare else None, seed=seed)
 
 
 def analyze_sources(

@@ -88,7 +88,8 @@ def testset_floors(groups: Sequence[tuple[str, pd.DataFrame]], *, n_resamples: i
                for _, runs in groups for s in runs["source"]):
         return [], [f"test-set floor: skipped; no run has a {PREDICTIONS_FILE} beside its result.json (tidy CSVs "
                     f"and runs trained before predictions were recorded have none)"]
-    floors, notes = [], []
+    floors = []
+    notes = ["test-set floor: from each run's first probe, the one whose accuracy is test_acc"]
     for label, runs in groups:
         correct, why = condition_correctness(runs, label, read)
         notes += why
