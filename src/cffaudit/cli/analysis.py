@@ -26,6 +26,10 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--target-se", type=float, default=0.1, metavar="SE",
                    help="standard error of the mean (accuracy points) for the seed budget (default: 0.1)")
+    p.add_argument("--decompose", action="append", default=[], metavar="SPEC",
+                   help="variance components of test_acc per condition for the design SPEC over run-table columns: "
+                        "'A/B' (B nested in A, e.g. 'seed/probe_seed', which expands probe_test_accs) or 'A*B' "
+                        "(crossed, e.g. 'seed_init*seed_data'); quote it, the shell expands *; repeatable")
     _add_verdict_arguments(p)
 
 
@@ -77,10 +81,11 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _analysis(args: argparse.Namespace, *, histories: bool = False):
-    """The audit of the inputs, and (with `histories`) their per-epoch diagnostics,
-    read in the same pass over the results."""
+    """The audit of the inputs, its sources of variance, and (with `histories`) their
+    per-epoch diagnostics, read in the same pass over the results."""
     from cffaudit.report.analysis import analyze_runs, parse_where
     from cffaudit.report.runs import RunLoadError, load_runs_with_histories
+    from cffaudit.report.sources import analyze_sources
 
     if not args.inputs and not args.store:
         raise CLIError("give at least one INPUT (CSV, result.json or directory) or --store DIR")
@@ -124,9 +129,14 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
             allocation=args.allocation,
             scope=f"this `cffaudit {args.command}` call",
         )
+        o = analysis.options
+        sources = analyze_sources(frame, decompose_specs=args.decompose, compare=o["compare"], levels=levels,
+                                  factor=o["factor"], where=where, n_resamples=args.resamples, seed=args.seed,
+                                  default_probe_spec=args.command == "report")
     except (RunLoadError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    return analysis, history
+        prefix = "--decompose: " if args.decompose and str(exc).startswith("spec:") else ""
+        raise CLIError(prefix + str(exc)) from None
+    return analysis, sources, history
 
 
 def _spec_factor(store, compare: str):
@@ -151,11 +161,13 @@ def _write_json(path: str, payload: dict) -> None:
 def run_analyze(args: argparse.Namespace) -> int:
     """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
     from cffaudit.report.audit_tables import analysis_markdown
+    from cffaudit.report.sources import sources_json
 
-    analysis, _ = _analysis(args)
+    analysis, sources, _ = _analysis(args)
     sys.stdout.write(analysis_markdown(analysis))
+    sys.stdout.write("\n" + sources.to_markdown())
     if args.json:
-        _write_json(args.json, analysis.to_dict())
+        _write_json(args.json, {**analysis.to_dict(), **sources_json(sources)})
         print(f"\nJSON written to {args.json}")
     return 0
 
@@ -163,14 +175,16 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """`cffaudit report`: write report.html (self-contained) and report.md with figures."""
     from cffaudit.report.build import analysis_report
-    analysis, history = _analysis(args, histories=True)
-    doc = analysis_report(analysis, history)
+    from cffaudit.report.sources import sources_json
+
+    analysis, sources, history = _analysis(args, histories=True)
+    doc = analysis_report(analysis, history, sources=sources)
     try:
         paths = doc.write(args.out)
     except OSError as exc:
         raise CLIError(f"--out {args.out}: {exc}") from None
     if args.json:
-        _write_json(args.json, analysis.to_dict())
+        _write_json(args.json, {**analysis.to_dict(), **sources_json(sources)})
     print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
     return 0
 

@@ -13,6 +13,8 @@ from cffaudit.report import plots
 from cffaudit.report.analysis import Analysis
 from cffaudit.report.document import ReportDocument
 from cffaudit.report.paper import PaperReproduction
+from cffaudit.report.source_report import add_sources_section
+from cffaudit.report.sources import SourcesAnalysis
 from cffaudit.report.audit_tables import analysis_markdown
 from cffaudit.report.tables import reproduction_markdown
 
@@ -88,13 +90,16 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
     )
 
 
-def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, title: str = "cffaudit variance audit") -> ReportDocument:
-    """The report of `cffaudit report`: tables, per-seed plot, layer diagnostics, forest and power plots.
+def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, title: str = "cffaudit variance audit",
+                    sources: Optional[SourcesAnalysis] = None) -> ReportDocument:
+    """The report of `cffaudit report`: tables, per-seed plot, layer diagnostics, forest and
+    power plots, then the sources of variance (when given).
 
     Args:
         analysis: The result of `analyze_runs`.
         history: Per-epoch records from `load_run_histories` (optional).
         title: Document title.
+        sources: The result of `sources.analyze_sources` (optional).
     """
     inputs = analysis.inputs
     meta = f"Inputs: {', '.join(inputs.get('paths', [])) or '—'}" + (f"; store {inputs['store']}" if inputs.get("store") else "")
@@ -119,6 +124,8 @@ def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, 
                 plots.to_png(plots.car_over_epochs(done, compare=o["compare"])),
                 "Clamp activation rate over stage-1 epochs, one line per seed (first and last layer).",
             )
+    if sources is not None:
+        add_sources_section(doc, sources, compare=o["compare"])
     return doc
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import pandas as pd
 
 from cffaudit.config import NON_RESULT_KEYS, RESULT_NAME, added_field_defaults, flatten_paths
+from cffaudit.report.source_columns import SEED_SOURCES, source_columns
 
 PathLike = Union[str, Path]
 
@@ -48,6 +49,9 @@ FACTOR_COLUMN_PATHS = {
     "locality": "stage1.locality",
 }
 _COLUMN_OF_PATH = {path: column for column, path in FACTOR_COLUMN_PATHS.items()}
+# A spec varies one source of randomness by its config path (seeds.init); the run table
+# holds it as seed_init (`source_columns`).
+_COLUMN_OF_PATH.update({f"seeds.{source}": f"seed_{source}" for source in SEED_SOURCES})
 
 # Config keys that never make two runs different experiments: the seed is the replicate
 # index, what cannot change a result (NON_RESULT_KEYS: data location, device, CPU
@@ -91,7 +95,7 @@ def _design_config(config: dict) -> dict[str, Any]:
     keep = {}
     # A result stored before a field was added was trained with its default.
     for key, value in {**added_field_defaults(), **flatten_paths(config)}.items():
-        if key in _IGNORED_CONFIG_KEYS:
+        if key in _IGNORED_CONFIG_KEYS or key.split(".")[0] == "seeds":  # per-source seeds index replicates, as `seed` does
             continue
         if any(word in part.lower() for part in key.split(".") for word in _IGNORED_CONFIG_WORDS):
             continue
@@ -111,7 +115,10 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     """One row of the runs frame from a parsed `result.json`.
 
     CAR stays a fraction in [0, 1] as written by training (`car_l<k>`); the final stage-1
-    epoch's per-layer CAR and gradient norm become `car_l<k>` and `grad_norm_l<k>`.
+    epoch's per-layer CAR and gradient norm become `car_l<k>` and `grad_norm_l<k>`. The
+    sources-of-variance columns (`untrained_test_acc`, `stage1_gain`, `probe_test_accs`,
+    `seed_<source>`, `car_l0_final`, `car_l0_mean`, `grad_norm_l0_final`) come from
+    `source_columns.source_columns`.
 
     Args:
         result: The parsed JSON document.
@@ -139,13 +146,7 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     row: dict[str, Any] = {column: values[column] for column in (*RUN_COLUMNS, *FACTOR_COLUMN_PATHS)}
     row["error"] = result.get("error")
     row["best_val_acc"] = result.get("best_val_acc")
-    untrained = result.get("untrained_test_acc")
-    row["untrained_test_acc"] = float(untrained) if isinstance(untrained, (int, float)) else math.nan
-    row["stage1_gain"] = row["test_acc"] - row["untrained_test_acc"]  # NaN without a baseline
-    # The seed each source of randomness was drawn from (config seeds.*; None: the run seed).
-    sources = cfg.get("seeds") if isinstance(cfg.get("seeds"), dict) else {}
-    for source in ("init", "data", "augment", "split", "probe"):
-        row[f"seed_{source}"] = sources[source] if sources.get(source) is not None else cfg.get("seed")
+    row.update(source_columns(result, row["test_acc"]))
     # Where and how the run was trained. A run id names the experiment, not the hardware,
     # so one design can hold runs from a CPU (float32) and a GPU (bf16 autocast, CUDA
     # random streams); the analysis notes such a mix.
