@@ -60,11 +60,12 @@ def test_export_writes_one_row_per_run_with_seeds_gain_and_layers(store, tmp_pat
     assert len(frame) == 16 and frame["run_id"].is_unique
     assert list(frame.columns[:10]) == ["run_id", "status", "experiment", "dataset", "margin_schedule", "margin",
                                         "stability", "augmentation", "locality", "seed"]
-    for col in ("seed_init", "seed_split", "seed_data", "untrained_test_acc", "stage1_gain",
+    for col in ("seed_init", "seed_split", "seed_data", "stream_init", "stream_split", "stream_data", "untrained_test_acc", "stage1_gain",
                 "car_l0", "car_l1", "grad_norm_l0", "grad_norm_l1"):
         assert col in frame.columns, col
     row = frame.iloc[0]
-    assert row["seed_init"] == row["seed"] * 1000
+    assert row["seed_init"] == row["seed"]  # drawn from the run seed (no seeds.init override)
+    assert row["stream_init"] == row["seed"] * 1000  # the generator's derived seed, as result.json records it
     assert row["stage1_gain"] == pytest.approx(row["test_acc"] - row["untrained_test_acc"])
     assert row["car_l1"] == pytest.approx(0.5) and row["grad_norm_l1"] == pytest.approx(3.0)  # final epoch
 

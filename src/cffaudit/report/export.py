@@ -30,7 +30,8 @@ def export_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> 
     """The tidy table of the runs in `paths` (CSV, result.json files, folders) and `store`.
 
     Columns: run id, status, experiment, the factor columns (dataset, margin schedule,
-    margin, stability, augmentation), seed, `seed_<stream>` for every random stream,
+    margin, stability, augmentation), seed, `seed_<source>` (the seed each source of
+    randomness was drawn from) and `stream_<name>` (each generator's derived seed),
     test / best-validation accuracy, `untrained_test_acc`, `untrained_val_acc` and
     `stage1_gain` (test_acc - untrained_test_acc) where recorded, final-epoch
     `car_l<k>` and `grad_norm_l<k>` per layer, device, precision, every config setting
@@ -72,9 +73,12 @@ def _result_extras(source: Any) -> dict[str, Any]:
         raise RunLoadError(f"{path}: cannot read JSON ({exc})") from None
     out: dict[str, Any] = {}
     seeds = result.get("seeds") if isinstance(result.get("seeds"), dict) else {}
+    # The derived seed of every generator, as `stream_<name>`: the run table's `seed_<source>`
+    # columns name the seed a source was drawn from (the run seed or its override), which
+    # is what designs vary; these are the numbers the generators were seeded with.
     for stream, value in seeds.items():
         if stream != "run":  # the run seed is the `seed` column
-            out[f"seed_{stream}"] = value
+            out[f"stream_{stream}"] = value
     for key in ("untrained_test_acc", "untrained_val_acc"):
         if isinstance(result.get(key), (int, float)):
             out[key] = float(result[key])
@@ -91,7 +95,7 @@ def _ordered(columns) -> list[str]:
     runtime, config settings, then error and source."""
     cols = list(columns)
     first = [c for c in _FIRST if c in cols]
-    seeds = [c for c in cols if c.startswith("seed_")]
+    seeds = [c for c in cols if c.startswith(("seed_", "stream_"))]
     accs = [c for c in _ACCURACIES if c in cols]
     layers = sorted((c for c in cols if c.startswith(("car_l", "grad_norm_l"))), key=_layer_key)
     runtime = [c for c in ("device", "precision") if c in cols]
