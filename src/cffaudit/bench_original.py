@@ -175,10 +175,10 @@ class Normalize(_ImageStep):
     def kernel(self, image: torch.Tensor) -> torch.Tensor:
         if not image.is_floating_point():
             raise TypeError(f"Normalize: expected a float image, got {image.dtype}; convert with ToUnitFloat first")
+        if not all(self.std):
+            raise ValueError(f"Normalize: std {self.std} has a zero; it divides the image")
         mean = torch.as_tensor(self.mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
         std = torch.as_tensor(self.std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-        if bool((std == 0).any()):
-            raise ValueError(f"Normalize: std {self.std} has a zero; it divides the image")
         return image.sub(mean).div_(std)
 
 
