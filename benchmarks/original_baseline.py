@@ -56,6 +56,27 @@ def _one_repeat(config: str, steps: int, warmup: int, workers: int) -> dict:
     return row
 
 
+def _record(rows: list[dict], args: argparse.Namespace) -> dict:
+    keys = [key for key in rows[0] if key.endswith("_per_s") or key.endswith("per_view")]
+    medians = {key: statistics.median(r[key] for r in rows if key in r) for key in keys}
+    b = medians["b_cffaudit_1_seed_views_per_s"]
+    record = {
+        "what": "cffaudit bench's re-implementation of the original CFF code (a, a') against cffaudit with "
+                "one seed (b), interleaved in fresh processes; medians over repeats",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "config": args.config, "n_timed_steps_per_measurement": args.steps, "warmup_steps": args.warmup,
+        "repeats": len(rows), "repeats_planned": args.repeats, "dataloader_workers": args.workers,
+        "cpu_count": os.cpu_count(), "env": rows[0]["env"], "medians": medians,
+        "speedup_b_over_a": b / medians["a_reimplementation_views_per_s"],
+        "repeats_detail": [{k: v for k, v in r.items() if k != "env"} for r in rows],
+    }
+    if "a_prime_reimplementation_memory_kept_views_per_s" in medians:
+        record["speedup_b_over_a_prime"] = b / medians["a_prime_reimplementation_memory_kept_views_per_s"]
+    record["real_original"] = (json.loads(args.original_json.read_text()) if args.original_json else
+                               {"measured_here": False, "why": "not given (--original-json)"})
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="paper")
@@ -71,30 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--repeats must be >= 1")
 
     rows = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for k in range(args.repeats):
         rows.append(_one_repeat(args.config, args.steps, args.warmup, args.workers))
         print(f"repeat {k + 1}/{args.repeats}: " + ", ".join(f"{key} {val:.1f}" for key, val in rows[-1].items()
                                                              if key.endswith("_per_s") or key.endswith("per_view")),
               flush=True)
-    keys = [key for key in rows[0] if key.endswith("_per_s") or key.endswith("per_view")]
-    medians = {key: statistics.median(r[key] for r in rows if key in r) for key in keys}
-    b = medians["b_cffaudit_1_seed_views_per_s"]
-    record = {
-        "what": "cffaudit bench's re-implementation of the original CFF code (a, a') against cffaudit with "
-                "one seed (b), interleaved in fresh processes; medians over repeats",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "config": args.config, "n_timed_steps_per_measurement": args.steps, "warmup_steps": args.warmup,
-        "repeats": args.repeats, "dataloader_workers": args.workers, "cpu_count": os.cpu_count(),
-        "env": rows[0]["env"], "medians": medians,
-        "speedup_b_over_a": b / medians["a_reimplementation_views_per_s"],
-        "repeats_detail": [{k: v for k, v in r.items() if k != "env"} for r in rows],
-    }
-    if "a_prime_reimplementation_memory_kept_views_per_s" in medians:
-        record["speedup_b_over_a_prime"] = b / medians["a_prime_reimplementation_memory_kept_views_per_s"]
-    record["real_original"] = (json.loads(args.original_json.read_text()) if args.original_json else
-                               {"measured_here": False, "why": "not given (--original-json)"})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+        # Rewritten after every repeat: on a shared machine a slow run stopped early keeps
+        # the repeats it finished (the record says how many of those planned).
+        args.out.write_text(json.dumps(_record(rows, args), indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 
