@@ -11,14 +11,14 @@ stop the audit: their result is None and `notes` says why.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cffaudit.stats.bootstrap import comparison_seed
 from cffaudit.stats.checks import GroupCount
-from cffaudit.stats.comparison import ComparisonReport
+from cffaudit.stats.comparison import ComparisonReport, _attempt
 from cffaudit.stats.comparison import compare as compare_groups
 from cffaudit.stats.describe import describe
 from cffaudit.stats.means import welch_test
@@ -42,7 +42,6 @@ from cffaudit.stats.variance import (
     variance_ratio_test,
 )
 
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,14 +91,6 @@ class AuditResult(_Result):
     bootstrap_seed: int
     notes: tuple[str, ...]
     skipped_cells: tuple[GroupCount, ...] = ()  # cells with too few runs, kept with their n and why
-
-
-def _attempt(notes: list[str], what: str, fn: Callable[[], T]) -> Optional[T]:
-    try:
-        return fn()
-    except ValueError as exc:
-        notes.append(f"{what}: not computed ({exc})")
-        return None
 
 
 def _check_columns(frame: pd.DataFrame, response: str, compare: str, factor: Optional[str]) -> None:
