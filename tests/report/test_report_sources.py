@@ -116,3 +116,36 @@ def test_levels_given_as_text_match_a_numeric_compare_column(tmp_path):
     frame["margin"] = frame["margin"].map({"clamp": 1, "subtract": 2})
     (d,) = analyze_sources(frame, decompose_specs=["seed/probe_seed"], levels=("1", "2"), n_resamples=50).decompositions
     assert d.ratios and (d.ratios[0].numerator, d.ratios[0].denominator) == ("1", "2")
+
+
+def test_stage1_gain_per_condition_equals_the_runs_and_warns_when_weak(tmp_path):
+    frame = load_runs([write_sources_runs(tmp_path, predictions=False)])
+    res = analyze_sources(frame, n_resamples=50)
+    done = frame[frame["status"] == "done"]
+    text = res.to_markdown()
+    assert "### What stage 1 learned" in text
+    (row_clamp, row_subtract) = res.to_dict()["stage1_gains"]
+    for row in (row_clamp, row_subtract):
+        runs = done[done["margin"] == row["condition"]]
+        gain = runs["test_acc"] - runs["untrained_test_acc"]
+        assert row["n"] == len(runs)
+        assert row["gain min"] == pytest.approx(gain.min()) and row["gain max"] == pytest.approx(gain.max())
+        assert row["untrained"] == pytest.approx(runs["untrained_test_acc"].mean())
+    weak = float(min(r["gain min"] for r in (row_clamp, row_subtract)))
+    assert ("Warning: a run gained only" in text) == (weak < 10.0)
+    # The same runs with their baseline 30 points lower: every gain is large, no warning.
+    stronger = frame.assign(untrained_test_acc=frame["untrained_test_acc"] - 30.0,
+                            stage1_gain=frame["stage1_gain"] + 30.0)
+    assert "Warning: a run gained only" not in analyze_sources(stronger, n_resamples=50).to_markdown()
+    # ...and with a baseline that leaves one run 5 points of gain, the warning names it.
+    gain = frame["test_acc"] - frame["untrained_test_acc"]
+    shift = float(gain.max()) - 5.0
+    weaker = frame.assign(untrained_test_acc=frame["untrained_test_acc"] + shift, stage1_gain=gain - shift)
+    weaker_text = analyze_sources(weaker, n_resamples=50).to_markdown()
+    assert "Warning: a run gained only" in weaker_text and "below 10 points" in weaker_text
+
+
+def test_without_baselines_there_is_no_stage1_gain_section(tmp_path):
+    frame = load_runs([write_sources_runs(tmp_path, predictions=False)])
+    res = analyze_sources(frame.assign(stage1_gain=math.nan, untrained_test_acc=math.nan), n_resamples=50)
+    assert "What stage 1 learned" not in res.to_markdown() and res.to_dict()["stage1_gains"] == []

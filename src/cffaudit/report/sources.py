@@ -17,6 +17,7 @@ import pandas as pd
 from cffaudit.report.analysis import apply_where
 from cffaudit.report.runs import DESIGN_COLUMNS, column_of
 from cffaudit.report.source_columns import probe_list
+from cffaudit.report.tables import markdown_table
 from cffaudit.report.testset_floor import testset_floors
 from cffaudit.stats import (MECHANISM_PREDICTORS, Decomposition, MechanismResult, SamplingFloor, decompose,
                             probe_rows, sampling_floors_markdown, seed_mechanism)
@@ -54,13 +55,27 @@ class SourcesAnalysis:
             "testset_floors": [jsonable(f) for f in self.floors],
             "mechanism": jsonable(self.mechanism),
             "notes": list(self.notes),
+            "stage1_gains": (lambda g: [] if g is None else g.to_dict("records"))(stage1_gains(self.runs)),
         }
 
     def to_markdown(self, level: int = 2) -> str:
-        """The "Sources of variance" section: components, test-set floor, mechanism, notes."""
+        """The "Sources of variance" section: stage-1 gain, components, test-set floor,
+        mechanism, notes."""
         h, sub = "#" * level, "#" * (level + 1)
         by = ", ".join(self.conditions) or "all runs together"
         out = [f"{h} Sources of variance", "", f"Conditions: {by}.", ""]
+        gains = stage1_gains(self.runs)
+        if gains is not None:
+            out += [f"{sub} What stage 1 learned", "",
+                    "Test accuracy of each run's probe on its trained encoder against the same probe on the "
+                    "encoder as initialised (`stage1_gain = test_acc - untrained_test_acc`, points):", "",
+                    markdown_table(list(gains.columns),
+                                   [[r[0], r[1], *(f"{v:.2f}" for v in r[2:])] for r in gains.itertuples(index=False)],
+                                   numeric=[False] + [True] * (len(gains.columns) - 1)), ""]
+            weakest = float(gains["gain min"].min())
+            if weakest < WEAK_GAIN:
+                out += [f"Warning: a run gained only {weakest:.2f} points over its untrained encoder; below "
+                        f"{WEAK_GAIN:g} points the audit mostly measures an encoder that learned little.", ""]
         out += [f"{sub} Variance components", ""]
         if self.decompositions:
             for d in self.decompositions:
@@ -109,6 +124,29 @@ def _decompose_one(done: pd.DataFrame, spec: str, by: list[str], compare: str, l
     use_compare = compare if compare in by_spec and all(lv in present for lv in levels) else None
     return decompose(data, "test_acc", spec, by=by_spec, compare=use_compare,
                      compare_levels=[present[lv] for lv in levels] if use_compare else None, seed=seed)
+
+
+#: Stage-1 gain (points) below which the output warns that an encoder learned little.
+WEAK_GAIN = 10.0
+
+
+def stage1_gains(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """Per condition: n, mean untrained and trained test accuracy, and the min / median /
+    max of the runs' stage-1 gain; None when no run recorded its untrained baseline."""
+    if runs.empty or "stage1_gain" not in runs.columns:
+        return None
+    gain = pd.to_numeric(runs["stage1_gain"], errors="coerce")
+    have = runs.assign(stage1_gain=gain)[gain.notna()]
+    if have.empty:
+        return None
+    rows = []
+    for condition, g in have.groupby("condition", sort=True):
+        rows.append({"condition": condition or "all", "n": len(g),
+                     "untrained": pd.to_numeric(g["untrained_test_acc"], errors="coerce").mean(),
+                     "trained": pd.to_numeric(g["test_acc"], errors="coerce").mean(),
+                     "gain min": g["stage1_gain"].min(), "gain median": g["stage1_gain"].median(),
+                     "gain max": g["stage1_gain"].max()})
+    return pd.DataFrame(rows)
 
 
 def analyze_sources(
