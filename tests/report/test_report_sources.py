@@ -149,3 +149,12 @@ def test_without_baselines_there_is_no_stage1_gain_section(tmp_path):
     frame = load_runs([write_sources_runs(tmp_path, predictions=False)])
     res = analyze_sources(frame.assign(stage1_gain=math.nan, untrained_test_acc=math.nan), n_resamples=50)
     assert "What stage 1 learned" not in res.to_markdown() and res.to_dict()["stage1_gains"] == []
+
+
+def test_a_gain_without_its_baseline_column_gives_the_baseline_as_test_minus_gain(tmp_path):
+    frame = load_runs([write_sources_runs(tmp_path, predictions=False)]).drop(columns=["untrained_test_acc"])
+    rows = analyze_sources(frame, n_resamples=50).to_dict()["stage1_gains"]
+    done = frame[frame["status"] == "done"]
+    for row in rows:
+        runs = done[done["margin"] == row["condition"]]
+        assert row["untrained"] == pytest.approx((runs["test_acc"] - runs["stage1_gain"]).mean())

@@ -141,9 +141,12 @@ def stage1_gains(runs: pd.DataFrame) -> Optional[pd.DataFrame]:
         return None
     rows = []
     for condition, g in have.groupby("condition", sort=True):
+        trained = pd.to_numeric(g["test_acc"], errors="coerce")
+        # A tidy CSV may carry the gain without the baseline: the baseline is then test - gain.
+        untrained = (pd.to_numeric(g["untrained_test_acc"], errors="coerce") if "untrained_test_acc" in g.columns
+                     else trained - g["stage1_gain"])
         rows.append({"condition": condition or "all", "n": len(g),
-                     "untrained": pd.to_numeric(g["untrained_test_acc"], errors="coerce").mean(),
-                     "trained": pd.to_numeric(g["test_acc"], errors="coerce").mean(),
+                     "untrained": untrained.mean(), "trained": trained.mean(),
                      "gain min": g["stage1_gain"].min(), "gain median": g["stage1_gain"].median(),
                      "gain max": g["stage1_gain"].max()})
     return pd.DataFrame(rows)
