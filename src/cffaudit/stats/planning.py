@@ -20,7 +20,7 @@ from scipy import stats as _st
 from cffaudit.stats._validate import check_probability, plain
 from cffaudit.stats.bootstrap import comparison_seed
 from cffaudit.stats.equal_variance import DEFAULT_PRIMARY, TEST_NAMES
-from cffaudit.stats.power import variance_ratio_power
+from cffaudit.stats.power import first_reaching, variance_ratio_power
 from cffaudit.stats.results import _Result
 from cffaudit.stats.simulate import batch_pvalues, draw
 
@@ -163,13 +163,7 @@ def seeds_for_power(
         lo, hi = hi, min(max_n, 2 * hi)
     if hi == floor:
         return sizes(floor)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if reaches(mid):
-            hi = mid
-        else:
-            lo = mid
-    return sizes(hi)
+    return sizes(first_reaching(reaches, lo, hi))
 
 
 def log_ratio_interval_width(n_a: int, n_b: int, *, confidence_level: float = 0.95) -> float:

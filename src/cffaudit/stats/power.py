@@ -31,6 +31,18 @@ def seeds_for_standard_error(sd: float, target_se: float) -> int:
     return max(2, math.ceil(round((sd / target_se) ** 2, 9)))
 
 
+def first_reaching(reaches, lo: int, hi: int) -> int:
+    """The smallest n in (lo, hi] with ``reaches(n)``, for a predicate that stays true once
+    true (power rising with n), given ``reaches(lo)`` false and ``reaches(hi)`` true."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if reaches(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def _check_ratio(ratio: float) -> float:
     r = float(ratio)
     if not math.isfinite(r) or r <= 0:
@@ -101,13 +113,6 @@ def seeds_for_power(ratio: float, *, power: float = 0.8, alpha: float = 0.05, ma
     if not reaches(max_n):
         raise ValueError(f"max_n: power {target} for ratio {r} needs more than {max_n} seeds per group")
     # Power rises with n for a fixed ratio != 1, so bisection on n finds the first success.
-    lo, hi = 2, max_n
-    if reaches(lo):
-        return lo
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if reaches(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    if reaches(2):
+        return 2
+    return first_reaching(reaches, 2, max_n)
