@@ -86,3 +86,35 @@ def test_bad_input_is_refused():
         seed_mechanism(frame, predictors=[])
     with pytest.raises(ValueError, match=r"^by: column 'margin' is empty in 1 run"):
         seed_mechanism(frame.assign(margin=frame.margin.where(frame.index != 0)))
+
+
+def test_small_conditions_get_the_exact_permutation_p_value():
+    # Closed forms by enumerating the 5! = 120 pairings (Kendall & Gibbons, Rank
+    # Correlation Methods, the null distribution of Spearman's rho): |rho| = 1 is reached
+    # by the identity and the reversal only, so p = 2/120; rho = 0.9 (sum of squared rank
+    # differences 2: the identity or one of 4 adjacent swaps) has P(rho >= 0.9) = 5/120,
+    # two-sided 10/120. spearmanr's t approximation gives ~1e-24 and 0.037.
+    base = {"margin": "clamp", "car_l0_final": 0.1, "car_l0_mean": 0.1, "grad_norm_l0_final": 1.0}
+    acc = np.array([70.0, 71.0, 72.5, 73.0, 75.0])
+    for car, expected in ((acc / 100, 2 / 120), (np.array([0.1, 0.3, 0.2, 0.4, 0.5]), 10 / 120)):
+        frame = pd.DataFrame([{**base, "car_l0_final": c, "test_acc": a} for c, a in zip(car, acc)])
+        res = seed_mechanism(frame, predictors=["car_l0_final"], n_resamples=50)
+        c = res.correlations[0]
+        assert c.p_method == "exact" and c.pvalue == pytest.approx(expected, abs=1e-12)
+        assert abs(stats.spearmanr(car, acc).pvalue - expected) > 0.005  # the approximation is off here
+    big = runs(np.random.default_rng(3), n=9, margins=("clamp",))
+    assert all(c.p_method == "t approximation" for c in seed_mechanism(big, n_resamples=50).correlations)
+
+
+def test_a_gain_over_one_shared_baseline_is_not_reported_as_a_mechanism():
+    # Every run of the condition has the same untrained baseline (60.25): the gain is the
+    # accuracy minus a constant, so its rho with the accuracy is 1 by construction.
+    acc = np.array([78.1, 77.6, 78.9, 78.3, 77.95])
+    frame = pd.DataFrame({"margin": "clamp", "test_acc": acc, "stage1_gain": acc - 60.25,
+                          "car_l0_final": [0.61, 0.64, 0.60, 0.63, 0.62]})
+    res = seed_mechanism(frame, predictors=["stage1_gain", "car_l0_final"], n_resamples=50)
+    gain = [c for c in res.correlations if c.predictor == "stage1_gain"]
+    assert len(gain) == 2 and all(c.skipped and "shifted by a constant" in c.reason for c in gain)
+    assert not any(c.skipped for c in res.correlations if c.predictor == "car_l0_final")
+    frame["stage1_gain"] = acc - np.array([60.25, 61.0, 60.5, 59.9, 60.1])  # baselines differ: a real predictor
+    assert not any(c.skipped for c in seed_mechanism(frame, predictors=["stage1_gain"], n_resamples=50).correlations)

@@ -6,9 +6,26 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple, Optional
 
 from cffaudit.atomic import atomic_write_json
 from cffaudit.cli import CLIError
+
+
+#: The comparison `analyze` and `report` make without --compare and --levels.
+DEFAULT_COMPARE, DEFAULT_LEVELS = "margin", "clamp,subtract"
+
+
+class Audit(NamedTuple):
+    """What `analyze` and `report` print: the variance audit (None when the default
+    comparison does not apply, `skipped` saying why), the sources of variance, and the
+    per-epoch histories (`report` only)."""
+
+    analysis: Any
+    skipped: Optional[str]
+    sources: Any
+    history: Any
+    inputs: dict
 
 
 def _add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,8 +34,11 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR", help="a run store directory (runs/<run_id>/result.json)")
     p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="keep runs whose KEY equals VALUE (repeatable; VALUE may be a,b)")
-    p.add_argument("--compare", default="margin", metavar="FACTOR", help="factor whose two levels are compared (default: margin)")
-    p.add_argument("--levels", default="clamp,subtract", metavar="A,B",
+    p.add_argument("--compare", default=None, metavar="FACTOR",
+                   help="factor whose two levels are compared, a column of the run table (e.g. stability, or arm for a "
+                        "spec with arms) (default: margin; without --compare and --levels, runs lacking clamp or "
+                        "subtract skip the audit and keep the sources of variance)")
+    p.add_argument("--levels", default=None, metavar="A,B",
                    help="the two levels of --compare; the variance ratio is var(A) / var(B) (default: clamp,subtract)")
     p.add_argument("--factor", default=None, metavar="FACTOR", help="second factor of a factorial design (e.g. stability)")
     p.add_argument("--pool", action="store_true", help="pool over --factor for the pairwise comparison")
@@ -83,13 +103,15 @@ def add_analysis_commands(sub: argparse._SubParsersAction) -> None:
 def _analysis(args: argparse.Namespace, *, histories: bool = False):
     """The audit of the inputs, its sources of variance, and (with `histories`) their
     per-epoch diagnostics, read in the same pass over the results."""
-    from cffaudit.report.analysis import analyze_runs, parse_where
+    from cffaudit.report.analysis import MissingLevelsError, analyze_runs, parse_where
     from cffaudit.report.runs import RunLoadError, load_runs_with_histories
     from cffaudit.report.sources import analyze_sources
 
     if not args.inputs and not args.store:
         raise CLIError("give at least one INPUT (CSV, result.json or directory) or --store DIR")
-    levels = [v.strip() for v in args.levels.split(",") if v.strip()]
+    chosen = args.compare is not None or args.levels is not None
+    compare = args.compare if args.compare is not None else DEFAULT_COMPARE
+    levels = [v.strip() for v in (args.levels if args.levels is not None else DEFAULT_LEVELS).split(",") if v.strip()]
     if len(levels) != 2:
         raise CLIError(f"--levels: expected two levels A,B, got {args.levels!r}")
     if args.resamples < 1:
@@ -110,17 +132,23 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
     try:
         where = parse_where(args.where)
         frame, history = load_runs_with_histories(args.inputs, store=args.store, histories=histories)
+    except (RunLoadError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    inputs = {"paths": [str(p) for p in args.inputs], "store": args.store}
+    factor = args.factor if args.factor is not None else _spec_factor(args.store, compare)
+    analysis, skipped = None, None
+    try:
         analysis = analyze_runs(
             frame,
-            compare=args.compare,
+            compare=compare,
             levels=levels,
-            factor=args.factor if args.factor is not None else _spec_factor(args.store, args.compare),
+            factor=factor,
             pool=args.pool,
             where=where,
             n_resamples=args.resamples,
             seed=args.seed,
             target_se=args.target_se,
-            inputs={"paths": [str(p) for p in args.inputs], "store": args.store},
+            inputs=inputs,
             primary=args.primary,
             min_ratio=args.min_ratio,
             power=args.power,
@@ -129,14 +157,34 @@ def _analysis(args: argparse.Namespace, *, histories: bool = False):
             allocation=args.allocation,
             scope=f"this `cffaudit {args.command}` call",
         )
-        o = analysis.options
-        sources = analyze_sources(frame, decompose_specs=args.decompose, compare=o["compare"], levels=levels,
-                                  factor=o["factor"], where=where, n_resamples=args.resamples, seed=args.seed,
+    except MissingLevelsError as exc:
+        if chosen:
+            raise CLIError(str(exc)) from None
+        # The default comparison does not apply (a sources design trains one margin): say
+        # so and go on with the sources of variance.
+        skipped = (f"skipped: {exc}. Compare two levels of a column with --compare FACTOR --levels A,B"
+                   + (" (for this spec's arms, e.g. --compare arm --levels "
+                      f"{','.join(_two_arms(frame))})" if _two_arms(frame) else "") + ".")
+    except (RunLoadError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    if analysis is not None:
+        factor = analysis.options["factor"]
+    try:
+        sources = analyze_sources(frame, decompose_specs=args.decompose, compare=compare, levels=levels,
+                                  factor=factor, where=where, n_resamples=args.resamples, seed=args.seed,
                                   default_probe_spec=args.command == "report")
     except (RunLoadError, ValueError) as exc:
         prefix = "--decompose: " if args.decompose and str(exc).startswith("spec:") else ""
         raise CLIError(prefix + str(exc)) from None
-    return analysis, sources, history
+    return Audit(analysis, skipped, sources, history, inputs)
+
+
+def _two_arms(frame) -> list[str]:
+    """The first two arms of a spec with arms among the runs (for the hint), else []."""
+    if "arm" not in frame.columns:
+        return []
+    arms = [a for a in dict.fromkeys(frame["arm"].dropna().astype(str)) if a and "|" not in a]
+    return arms[:2] if len(arms) >= 2 else []
 
 
 def _spec_factor(store, compare: str):
@@ -158,16 +206,25 @@ def _write_json(path: str, payload: dict) -> None:
         raise CLIError(f"--json {path}: {exc}") from None
 
 
-def run_analyze(args: argparse.Namespace) -> int:
-    """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
-    from cffaudit.report.audit_tables import analysis_markdown
+def _json_payload(audit: Audit) -> dict:
+    from cffaudit.report.analysis import SCHEMA
     from cffaudit.report.sources import sources_json
 
-    analysis, sources, _ = _analysis(args)
-    sys.stdout.write(analysis_markdown(analysis))
-    sys.stdout.write("\n" + sources.to_markdown())
+    head = (audit.analysis.to_dict() if audit.analysis is not None
+            else {"schema": SCHEMA, "inputs": audit.inputs, "audit_skipped": audit.skipped})
+    return {**head, **sources_json(audit.sources)}
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """`cffaudit analyze`: print the audit as Markdown; write JSON with --json."""
+    from cffaudit.report.audit_tables import analysis_markdown, skipped_audit_markdown
+
+    audit = _analysis(args)
+    sys.stdout.write(analysis_markdown(audit.analysis) if audit.analysis is not None
+                     else skipped_audit_markdown(audit.skipped))
+    sys.stdout.write("\n" + audit.sources.to_markdown())
     if args.json:
-        _write_json(args.json, {**analysis.to_dict(), **sources_json(sources)})
+        _write_json(args.json, _json_payload(audit))
         print(f"\nJSON written to {args.json}")
     return 0
 
@@ -175,16 +232,16 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """`cffaudit report`: write report.html (self-contained) and report.md with figures."""
     from cffaudit.report.build import analysis_report
-    from cffaudit.report.sources import sources_json
 
-    analysis, sources, history = _analysis(args, histories=True)
-    doc = analysis_report(analysis, history, sources=sources)
+    audit = _analysis(args, histories=True)
+    doc = analysis_report(audit.analysis, audit.history, sources=audit.sources, inputs=audit.inputs,
+                          skipped=audit.skipped)
     try:
         paths = doc.write(args.out)
     except OSError as exc:
         raise CLIError(f"--out {args.out}: {exc}") from None
     if args.json:
-        _write_json(args.json, {**analysis.to_dict(), **sources_json(sources)})
+        _write_json(args.json, _json_payload(audit))
     print(f"report written: {paths['html']} and {paths['markdown']} ({len(doc.figures)} figures)")
     return 0
 

@@ -296,6 +296,23 @@ class ExperimentSpec:
                     cells.append(Condition(levels))
         return cells
 
+    def arm_names(self) -> list[str]:
+        """Each arm's name: the factors it varies joined by '*' (`seed_init*seed_data`)."""
+        return ["*".join(arm) for arm in self.arms]
+
+    def arms_of(self, levels: dict[str, Any]) -> list[str]:
+        """The names of the arms whose factorial holds the cell `levels` (every factor an
+        arm varies at one of its levels, every other arm-varied factor at its base
+        level); empty for a spec without arms. A cell held at the base of every factor is
+        in each arm that lists the base levels."""
+        if not self.arms:
+            return []
+        base = self._base_levels()
+        varied = {n for arm in self.arms for n in arm}
+        return [name for name, arm in zip(self.arm_names(), self.arms)
+                if all(levels.get(n) in arm[n] for n in arm)
+                and all(levels.get(n) == base[n] for n in varied - set(arm))]
+
     def _base_levels(self) -> dict[str, Any]:
         """Each factor's value in the base config: its level in an arm that does not vary it."""
         flat = flatten_paths(self.base_config().to_dict())

@@ -184,6 +184,10 @@ def _unique_key(title: str, taken: set[str]) -> str:
     return key
 
 
+class MissingLevelsError(ValueError):
+    """No finished run has a level of `compare` that the audit compares."""
+
+
 def analyze_runs(
     frame: pd.DataFrame,
     *,
@@ -231,8 +235,8 @@ def analyze_runs(
         scope: Words naming this call in the multiplicity families ("this analyze call").
 
     Raises:
-        ValueError: If `compare`/`factor` is not a column, a level of `compare` is absent
-            from every design, no finished run is left after filtering, an option is out
+        MissingLevelsError: If a level of `compare` is absent from every finished run.
+        ValueError: If `compare`/`factor` is not a column, no finished run is left after filtering, an option is out
             of range, or the runs fail the input checks (`stats.RunTableError`: a run given
             twice, an accuracy that is not a percentage).
     """
@@ -266,7 +270,7 @@ def analyze_runs(
     present = set(done[compare].dropna().astype(str))
     missing = [lv for lv in levels if lv not in present]
     if missing:
-        raise ValueError(f"levels: unknown level(s) {missing} of {compare!r}; present: {sorted(present)}")
+        raise MissingLevelsError(f"levels: unknown level(s) {missing} of {compare!r}; present: {sorted(present)}")
 
     notes: list[str] = []
     if failed:

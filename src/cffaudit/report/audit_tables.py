@@ -252,3 +252,8 @@ def analysis_markdown(analysis: Analysis, level: int = 2) -> str:
         lines += ["", design_markdown(d, analysis, level + 1)]
     lines += [""] + _families(analysis, level + 1)
     return "\n".join(lines) + "\n"
+
+
+def skipped_audit_markdown(reason: str, level: int = 2) -> str:
+    """The audit section when the comparison does not apply to the runs (`reason`)."""
+    return f"{'#' * level} Variance audit\n\n{reason[:1].upper()}{reason[1:]}\n"

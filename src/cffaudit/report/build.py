@@ -15,7 +15,7 @@ from cffaudit.report.document import ReportDocument
 from cffaudit.report.paper import PaperReproduction
 from cffaudit.report.source_report import add_sources_section
 from cffaudit.report.sources import SourcesAnalysis
-from cffaudit.report.audit_tables import analysis_markdown
+from cffaudit.report.audit_tables import analysis_markdown, skipped_audit_markdown
 from cffaudit.report.tables import reproduction_markdown
 
 
@@ -90,28 +90,38 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
     )
 
 
-def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, title: str = "cffaudit variance audit",
-                    sources: Optional[SourcesAnalysis] = None) -> ReportDocument:
+def analysis_report(analysis: Optional[Analysis], history: Optional[pd.DataFrame] = None,
+                    title: str = "cffaudit variance audit", sources: Optional[SourcesAnalysis] = None, *,
+                    inputs: Optional[dict] = None, skipped: Optional[str] = None) -> ReportDocument:
     """The report of `cffaudit report`: tables, per-seed plot, layer diagnostics, forest and
     power plots, then the sources of variance (when given).
 
     Args:
-        analysis: The result of `analyze_runs`.
+        analysis: The result of `analyze_runs`; None when the comparison does not apply
+            to the runs (`skipped` says why), for a report of the sources only.
         history: Per-epoch records from `load_run_histories` (optional).
         title: Document title.
         sources: The result of `sources.analyze_sources` (optional).
+        inputs: What was read (`paths`, `store`); default: the analysis's.
+        skipped: Why there is no audit, when `analysis` is None.
     """
-    inputs = analysis.inputs
+    inputs = inputs if inputs is not None else (analysis.inputs if analysis is not None else {})
     meta = f"Inputs: {', '.join(inputs.get('paths', [])) or '—'}" + (f"; store {inputs['store']}" if inputs.get("store") else "")
     doc = ReportDocument(title, meta + ". " + _environment() + ".")
-    doc.add_markdown(analysis_markdown(analysis))
-    _common_figures(doc, analysis)
-    o = analysis.options
-    runs = pd.concat([d.runs for d in analysis.designs], ignore_index=True) if analysis.designs else pd.DataFrame()
+    if analysis is None:
+        doc.add_markdown(skipped_audit_markdown(skipped or "skipped."))
+        compare = None
+        runs = sources.runs if sources is not None else pd.DataFrame()
+    else:
+        doc.add_markdown(analysis_markdown(analysis))
+        _common_figures(doc, analysis)
+        compare, factor = analysis.options["compare"], analysis.options["factor"]
+        runs = pd.concat([d.runs for d in analysis.designs], ignore_index=True) if analysis.designs else pd.DataFrame()
     if not runs.empty and plots.has_layer_diagnostics(runs):
         doc.add_figure(
             "layer_profiles",
-            plots.to_png(plots.run_layer_profiles(runs, compare=o["compare"], factor=o["factor"])),
+            plots.to_png(plots.run_layer_profiles(runs, compare=compare or "condition",
+                                                  factor=factor if analysis is not None else None)),
             "Clamp activation rate and gradient norm of each block at the final stage-1 epoch, mean ± sd over seeds.",
         )
     else:
@@ -121,11 +131,11 @@ def analysis_report(analysis: Analysis, history: Optional[pd.DataFrame] = None, 
         if not done.empty:
             doc.add_figure(
                 "car_over_epochs",
-                plots.to_png(plots.car_over_epochs(done, compare=o["compare"])),
+                plots.to_png(plots.car_over_epochs(done, compare=compare or "margin")),
                 "Clamp activation rate over stage-1 epochs, one line per seed (first and last layer).",
             )
     if sources is not None:
-        add_sources_section(doc, sources, compare=o["compare"])
+        add_sources_section(doc, sources, compare=compare or "condition")
     return doc
 
 

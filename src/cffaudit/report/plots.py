@@ -20,7 +20,9 @@ from matplotlib.ticker import MaxNLocator
 from cffaudit.stats import variance_ratio_power
 
 _COLORS = {"clamp": "#d1495b", "subtract": "#00798c", "none": "#66a182"}
-_FALLBACK = ["#edae49", "#30638e", "#8d6a9f", "#3d405b"]
+# Eight colours apart from each other and from the three levels above (five arms of a
+# sources design each get their own).
+_FALLBACK = ["#edae49", "#30638e", "#8d6a9f", "#3d405b", "#8c564b", "#bcbd22", "#7f7f7f", "#e377c2"]
 
 
 def color_for(level: str, i: int = 0) -> str:

@@ -35,7 +35,7 @@ RUN_COLUMNS = (
 )
 
 #: Columns that, with the compared factors and the seed, define which runs are replicates.
-DESIGN_COLUMNS = ("dataset", "experiment", "margin_schedule", "augmentation", "locality")
+DESIGN_COLUMNS = ("dataset", "experiment", "arm", "margin_schedule", "augmentation", "locality")
 
 #: The factor columns of the run table and the config path each is read from. With a
 #: spec's short names (`experiments.spec.FACTOR_ALIASES`) this is the one map from the
@@ -145,6 +145,8 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     # Factor columns outside RUN_COLUMNS (added later) follow them.
     row: dict[str, Any] = {column: values[column] for column in (*RUN_COLUMNS, *FACTOR_COLUMN_PATHS)}
     row["error"] = result.get("error")
+    if result.get("arm") is not None:  # a run of a spec with arms, read through its store
+        row["arm"] = result["arm"]
     row["best_val_acc"] = result.get("best_val_acc")
     row.update(source_columns(result, row["test_acc"]))
     # Where and how the run was trained. A run id names the experiment, not the hardware,
@@ -205,8 +207,9 @@ def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
     change a gradient-neutral run. Analysing it by that config would put it in another
     design than the clamp runs it was run against, so its config is rebuilt from the
     spec's base and the run's factor levels: the condition it stands for. A run shared by
-    several cells yields one record per cell. A folder without a sweep database is read
-    as `runs/<id>/result.json` files.
+    several cells yields one record per cell. For a spec with arms, `arm` names the arms
+    holding the cell (`ExperimentSpec.arms_of`, joined by '|'). A folder without a sweep
+    database is read as `runs/<id>/result.json` files.
     """
     store = Path(store)
     if not store.is_dir():
@@ -230,7 +233,8 @@ def store_results(store: PathLike) -> Iterator[tuple[dict, str]]:
         for levels in rec.get("conditions") or [{}]:
             updates = {spec.factor_paths[k]: v for k, v in levels.items()}
             requested = base.override({**updates, "seed": seed}).resolved()
-            yield {**rec, "config": requested, "experiment": spec.name}, str(rec.get("result_path"))
+            arm = {"arm": "|".join(spec.arms_of(levels))} if spec.arms else {}
+            yield {**rec, "config": requested, "experiment": spec.name, **arm}, str(rec.get("result_path"))
 
 
 def store_other_factor(store: PathLike, compare: str) -> Optional[str]:

@@ -19,6 +19,11 @@ from cffaudit.stats import Decomposition, SamplingFloor
 _ROLE_COLORS = {"A": "#30638e", "B": "#edae49", "A:B": "#8d6a9f", "residual": "#b8b8b8"}
 
 
+
+def _crossed(label: str) -> str:
+    """A condition label for a tick: an arm's crossed sources as 'a × b', so it wraps between them."""
+    return str(label).replace("*", " × ")
+
 def component_shares(decomposition: Decomposition) -> Figure:
     """Stacked bars of each component's share of the total variance, one bar per condition."""
     frame = decomposition.to_frame()
@@ -38,7 +43,7 @@ def component_shares(decomposition: Decomposition) -> Figure:
             if s >= 6:
                 ax.text(xi, b + s / 2, f"{s:.0f}%", ha="center", va="center", fontsize=9)
         bottom += shares
-    ax.set_xticks(x, [textwrap.fill(c or "all runs", 16) for c in conditions], fontsize=9)
+    ax.set_xticks(x, [textwrap.fill(_crossed(c) or "all runs", 16) for c in conditions], fontsize=9)
     ax.set_ylim(0, 100)
     ax.set_ylabel("share of the total variance (%)")
     ax.set_title(f"Variance components of {decomposition.response}, design '{decomposition.spec}' (REML)", fontsize=10)
@@ -60,7 +65,7 @@ def floor_against_observed(floors: Sequence[SamplingFloor]) -> Figure:
         ax.bar(x + offset, est, width=0.34, color=color, label=name)
         ax.errorbar(x + offset, est, yerr=[np.clip(est - low, 0, None), np.clip(high - est, 0, None)], fmt="none",
                     ecolor="black", capsize=3, linewidth=1)
-    ax.set_xticks(x, [textwrap.fill(f"{f.label or 'all runs'} (n={f.n_runs})", 18) for f in floors], fontsize=9)
+    ax.set_xticks(x, [textwrap.fill(f"{_crossed(f.label) or 'all runs'} (n={f.n_runs})", 18) for f in floors], fontsize=9)
     ax.set_ylabel("variance of test accuracy (percent²)")
     ax.set_title("Observed variance against the test-set floor (bars: 95% bootstrap CI over runs)", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
@@ -117,15 +122,15 @@ def probe_spread(runs: pd.DataFrame, *, compare: str = "margin") -> Figure:
         color = color_for(level, i)
         for j, v in enumerate(values):
             ax.vlines(x0 + j, min(v), max(v), color=color, linewidth=2, alpha=0.7)
-            ax.scatter([x0 + j] * len(v), v, s=12, color=color, zorder=3, label=cond if j == 0 else None)
-        ax.text(x0 + (len(values) - 1) / 2, 1.01, cond or "all runs", transform=ax.get_xaxis_transform(),
-                ha="center", fontsize=8)
+            ax.scatter([x0 + j] * len(v), v, s=12, color=color, zorder=3)
+        # The condition names each group above the axes (no legend to cover the dots).
+        ax.text(x0 + (len(values) - 1) / 2, 1.01, textwrap.fill(_crossed(cond) or "all runs", 22),
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color=color)
         x0 += len(values) + 2
     ax.set_xticks([])
     ax.set_xlabel("encoders (runs), sorted by their mean probe accuracy within each condition")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Probe spread within encoders (dots: probes of one encoder; line: their range)", fontsize=10, pad=16)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
     return fig

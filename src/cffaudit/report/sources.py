@@ -107,7 +107,7 @@ def _condition_columns(done: pd.DataFrame, compare: str, factor: Optional[str]) 
     """The columns whose combinations are the conditions (see the module docstring)."""
     cols = [c for c in DESIGN_COLUMNS if c in done.columns and done[c].astype(str).nunique() > 1]
     for c in (factor, compare):
-        if c is not None and c in done.columns and c not in cols and done[c].notna().any():
+        if c is not None and c in done.columns and c not in cols and done[c].astype(str).nunique() > 1:
             cols.append(c)
     return cols
 
@@ -122,8 +122,18 @@ def _decompose_one(done: pd.DataFrame, spec: str, by: list[str], compare: str, l
     # The levels come as text from the command line; the column may hold numbers.
     present = {str(v): v for v in data[compare].unique()} if compare in data.columns else {}
     use_compare = compare if compare in by_spec and all(lv in present for lv in levels) else None
-    return decompose(data, "test_acc", spec, by=by_spec, compare=use_compare,
-                     compare_levels=[present[lv] for lv in levels] if use_compare else None, seed=seed)
+    # The arms of a sources design vary different sources by design: an arm that cannot
+    # identify the components (init*data in the arm varying init only) is listed as
+    # skipped, with its reason, and the spec is refused when no arm identifies them. In
+    # any other design every condition has the same structure, so a failure is an error.
+    several = "arm" in by_spec and data.groupby(by_spec).ngroups > 1
+    result = decompose(data, "test_acc", spec, by=by_spec, compare=use_compare,
+                       compare_levels=[present[lv] for lv in levels] if use_compare else None, seed=seed,
+                       skip_unidentified=several)
+    if several and not result.conditions:
+        reasons = "; ".join(f"{label}: {reason}" for label, reason in result.skipped)
+        raise ValueError(f"spec: {spec!r} identifies its components in no condition ({reasons})")
+    return result
 
 
 #: Stage-1 gain (points) below which the output warns that an encoder learned little.
@@ -197,8 +207,12 @@ def analyze_sources(
     done["condition"] = done[by].astype(str).agg("/".join, axis=1) if by else ""
     notes: list[str] = []
     if not decompose_specs and default_probe_spec and wants_default_decomposition(done):
-        decompose_specs = [DEFAULT_REPORT_SPEC]
-        notes.append(f"variance components: '{DEFAULT_REPORT_SPEC}' by default, as runs carry several probe accuracies")
+        # The encoder is the seed, or the run where the seed is held (the arms of a
+        # sources design vary the streams under one run seed).
+        varies = all(g["seed"].nunique() == len(g) for _, g in done.groupby("condition"))
+        spec = DEFAULT_REPORT_SPEC if varies else f"run_id/{PROBE_COLUMN}"
+        decompose_specs = [spec]
+        notes.append(f"variance components: '{spec}' by default, as runs carry several probe accuracies")
     decompositions = [_decompose_one(done, spec, by, compare, levels, seed) for spec in decompose_specs]
     groups = [(str(k), g) for k, g in done.groupby("condition", sort=True)]
     floors, floor_notes = testset_floors(groups, n_resamples=n_resamples, seed=seed)

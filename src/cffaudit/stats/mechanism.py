@@ -6,6 +6,16 @@ extreme final accuracies". Per condition, each run (seed) contributes its layer-
 rank-correlated (Spearman, scipy.stats.spearmanr) with the run's final accuracy and with
 its absolute deviation from the condition's mean accuracy (how extreme the seed is). The
 interval is a paired percentile bootstrap (scipy.stats.bootstrap, explicit seed).
+
+The p-value is exact for up to `EXACT_MAX_N` runs: the share of the n! pairings whose |rho|
+reaches the observed one (scipy.stats.permutation_test, every pairing enumerated). Above
+that it is spearmanr's t approximation. A seed audit has a handful of runs per condition,
+where the approximation is far off: at n = 5 and rho = 1 it gives p ~ 1e-24, against the
+exact 2/120 (only the identity and the reversal reach |rho| = 1).
+
+A predictor that differs from the accuracy by a constant in a condition (the stage-1 gain
+when every run shares one untrained baseline, as when only the data order varies) is a
+shifted copy of it: its correlations are skipped with that reason, not reported as rho = 1.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ MECHANISM_PREDICTORS = ("car_l0_final", "car_l0_mean", "grad_norm_l0_final", "st
 #: Fewest runs a correlation is computed on (a rank correlation of 3 points takes 4 values).
 MECHANISM_MIN_N = 4
 
+#: Most runs whose p-value enumerates every pairing (8! = 40,320, about 0.1 s; 9! takes 1 s a
+#: correlation); above, the t approximation.
+EXACT_MAX_N = 8
+
 
 @dataclasses.dataclass(frozen=True)
 class RankCorrelation(_Result):
@@ -56,6 +70,7 @@ class RankCorrelation(_Result):
     seed: Optional[int]
     skipped: bool
     reason: Optional[str]
+    p_method: Optional[str] = None  # "exact" (every pairing) or "t approximation"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +102,10 @@ class MechanismResult(_Result):
                  "—" if c.skipped else number(c.pvalue, 2)] for c in self.correlations]
         return "\n".join([
             table(["condition", "per-seed", "against", "n", "Spearman rho", f"{pct}% CI", "p"], rows, left=3), "",
-            f"- Spearman rank correlation over the runs of each condition (scipy.stats.spearmanr); intervals: "
-            f"paired percentile bootstrap, {self.n_resamples} resamples, analysis seed {self.seed}.",
+            f"- Spearman rank correlation over the runs of each condition (scipy.stats.spearmanr); p: exact over "
+            f"every pairing of the runs up to {EXACT_MAX_N} runs, the t approximation above; intervals: "
+            f"paired percentile bootstrap, {self.n_resamples} resamples, analysis seed {self.seed} (with under 10 "
+            f"runs the percentile interval is rough: read it as a range, not a 95% guarantee).",
         ])
 
 
@@ -109,16 +126,28 @@ def _skip(condition: str, predictor: str, outcome: str, n: int, dropped: int, cl
 
 
 def _correlate(x: np.ndarray, y: np.ndarray, names: tuple[str, str, str], *, n_resamples: int, cl: float,
-               seed: int) -> RankCorrelation:
+               seed: int, response: Optional[np.ndarray] = None, response_name: str = "") -> RankCorrelation:
+    """rho of x with y; `response` (the accuracy, whatever y is) is for the shifted-copy check."""
     condition, predictor, outcome = names
     keep = np.isfinite(x) & np.isfinite(y)
     x, y, dropped = x[keep], y[keep], int(keep.size - keep.sum())
+    outcome_of, outcome_of_name = (response[keep], response_name) if response is not None else (None, "")
     if x.size < MECHANISM_MIN_N:
         return _skip(*names, int(x.size), dropped, cl, f"{x.size} runs with both values (needs {MECHANISM_MIN_N})")
     for name, v in ((predictor, x), (outcome, y)):
         if np.all(v == v[0]):
             return _skip(*names, int(x.size), dropped, cl, f"{name} is constant ({plain(v[0])!r}) over these runs")
+    if outcome_of is not None and np.ptp(x - outcome_of) <= 1e-6 * max(1.0, float(np.abs(outcome_of).max())):
+        return _skip(*names, int(x.size), dropped, cl,
+                     f"{predictor} is {outcome_of_name} shifted by a constant over these runs (a copy, not a mechanism)")
     res = _st.spearmanr(x, y)
+    pvalue, p_method = float(res.pvalue), "t approximation"
+    if x.size <= EXACT_MAX_N:
+        # Permuting x alone against a fixed y enumerates the n! pairings (scipy's own
+        # recipe for a correlation); permuting both samples would count each pairing n! times.
+        exact = _st.permutation_test((x,), lambda a, axis=-1: _rho(a, y), permutation_type="pairings",
+                                     vectorized=True, n_resamples=math.factorial(x.size), alternative="two-sided")
+        pvalue, p_method = float(exact.pvalue), "exact"
     derived = comparison_seed(seed, f"mechanism | {condition} | {predictor} | {outcome}")
     with warnings.catch_warnings():
         # Resamples that repeat one run make a column constant; they are counted instead.
@@ -129,8 +158,8 @@ def _correlate(x: np.ndarray, y: np.ndarray, names: tuple[str, str, str], *, n_r
     finite = dist[np.isfinite(dist)]
     q = (1.0 - cl) / 2.0
     ci = ConfidenceInterval(*map(float, np.quantile(finite, [q, 1 - q]))) if finite.size else ConfidenceInterval(math.nan, math.nan)
-    return RankCorrelation(condition, predictor, outcome, int(x.size), float(res.statistic), float(res.pvalue), ci, cl,
-                           int(dist.size - finite.size), dropped, derived, False, None)
+    return RankCorrelation(condition, predictor, outcome, int(x.size), float(res.statistic), pvalue, ci, cl,
+                           int(dist.size - finite.size), dropped, derived, False, None, p_method)
 
 
 def seed_mechanism(
@@ -196,6 +225,7 @@ def seed_mechanism(
         for predictor in predictors:
             x = part[predictor].to_numpy()
             for outcome, y in ((response, acc), (f"abs deviation of {response}", deviation)):
-                out.append(_correlate(x, y, (label, predictor, outcome), n_resamples=int(n_resamples), cl=cl, seed=seed))
+                out.append(_correlate(x, y, (label, predictor, outcome), n_resamples=int(n_resamples), cl=cl, seed=seed,
+                                      response=acc, response_name=response))
     return MechanismResult(response=response, by=tuple(by), predictors=tuple(predictors), correlations=tuple(out),
                            n_resamples=int(n_resamples), confidence_level=cl, seed=int(seed))
