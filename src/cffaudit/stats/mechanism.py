@@ -139,7 +139,7 @@ def _correlate(x: np.ndarray, y: np.ndarray, names: tuple[str, str, str], *, n_r
             return _skip(*names, int(x.size), dropped, cl, f"{name} is constant ({plain(v[0])!r}) over these runs")
     if outcome_of is not None and np.ptp(x - outcome_of) <= 1e-6 * max(1.0, float(np.abs(outcome_of).max())):
         return _skip(*names, int(x.size), dropped, cl,
-                     f"{predictor} is {outcome_of_name} shifted by a constant over these runs (a copy, not a mechanism)")
+                     f"{predictor} = {outcome_of_name} - a constant here (a copy, not a mechanism)")
     res = _st.spearmanr(x, y)
     pvalue, p_method = float(res.pvalue), "t approximation"
     if x.size <= EXACT_MAX_N:
