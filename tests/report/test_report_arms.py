@@ -124,6 +124,7 @@ def test_report_of_a_sources_design_decomposes_encoders_by_run(store, tmp_path, 
     assert "variance components: 'run_id/probe_seed' by default" in md  # the seed is held at 0 in every arm
     assert "## Variance audit\n\nSkipped:" in md
     names = {p.name for p in (out / "figures").iterdir()}
-    assert {"variance_components_1.png", "probe_spread.png", "car_against_accuracy.png", "layer_profiles.png"} <= names
+    assert {"variance_components_1.png", "probe_spread.png", "car_against_accuracy.png", "layer_profiles.png",
+            "per_seed_accuracy.png"} <= names
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["audit_skipped"].startswith("skipped: levels") and doc["sources"]["conditions"] == ["arm"]

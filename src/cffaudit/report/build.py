@@ -112,6 +112,13 @@ def analysis_report(analysis: Optional[Analysis], history: Optional[pd.DataFrame
         doc.add_markdown(skipped_audit_markdown(skipped or "skipped."))
         compare = None
         runs = sources.runs if sources is not None else pd.DataFrame()
+        if not runs.empty and runs["condition"].astype(str).nunique() > 1:
+            shown = runs.assign(condition=runs["condition"].astype(str).str.replace("*", " ×\n", regex=False))
+            doc.add_figure(
+                "per_seed_accuracy",
+                plots.to_png(plots.per_seed_accuracy([("runs by condition", shown)], compare="condition")),
+                "Per-seed test accuracy by condition of the sources of variance (box: quartiles; dots: runs).",
+            )
     else:
         doc.add_markdown(analysis_markdown(analysis))
         _common_figures(doc, analysis)
