@@ -57,8 +57,9 @@ class Predictions:
 
     @property
     def accuracies(self) -> np.ndarray:
-        """(K,) test accuracy of each probe, in percent."""
-        return 100.0 * self.correct.mean(axis=1)
+        """(K,) test accuracy of each probe, in percent: 100 * correct / N in float64, the
+        number training stored (a mean first, then * 100, can differ in the last bit)."""
+        return 100.0 * self.correct.sum(axis=1) / self.labels.shape[0]
 
     @property
     def untrained_correct(self) -> Optional[np.ndarray]:

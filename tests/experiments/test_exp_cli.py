@@ -97,6 +97,9 @@ def test_quickstart_shaped_sweep_end_to_end(tmp_path, write_spec, capsys):
     assert main(["sweep", str(spec_path), "--store", str(store), "--status"]) == 0
     status = capsys.readouterr().out
     assert "4 done, 4 failed" in status and "DatasetError" in status
+    for r in results:  # each accuracy with two decimals
+        row = next(line for line in status.splitlines() if line.startswith(r["run_id"]))
+        assert f" {r['test_acc']:.2f} " in row and f"{r['test_acc']:.4f}" not in row, row
     assert main(["sweep", "--store", str(store), "--status"]) == 0  # spec optional for --status
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import os
+import re
 
 import pytest
 
@@ -57,7 +58,9 @@ def test_progress_lines_name_each_finished_run_with_its_accuracy(tmp_path, capsy
     out = capsys.readouterr()
     lines = [l for l in out.out.splitlines() if l.startswith("done")]
     assert len(lines) == 4
-    assert any("margin=subtract seed=2" in l and "test_acc 52.0200" in l for l in lines)
+    # accuracies with two decimals, as everywhere in the CLI
+    assert any("margin=subtract seed=2" in l and l.split("test_acc ")[1].startswith("52.02 ") for l in lines)
+    assert all(re.search(r"test_acc \d+\.\d\d( |$)", l) for l in lines), lines
     assert "4/4" in out.err  # the overall bar
 
 

@@ -181,7 +181,7 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
                 str(r.attempts),
                 *[str(levels.get(f, "")) for f in factors],
                 str(r.seed),
-                "" if acc is None else f"{acc:.4f}",
+                "" if acc is None else f"{acc:.2f}",
                 "" if r.wall_s is None else format_duration(r.wall_s),
                 *([slurm.get(r.run_id, "")] if slurm else []),
                 note,

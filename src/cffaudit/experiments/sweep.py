@@ -251,7 +251,7 @@ def _finished_line(run: PlannedRun, outcome: dict[str, Any]) -> str:
     took = f" ({format_duration(wall)})" if wall is not None else ""
     if outcome["status"] == "done":
         acc = outcome.get("test_acc")
-        return f"done    {run.run_id}  {run.label}  test_acc {acc:.4f}{took}"
+        return f"done    {run.run_id}  {run.label}  test_acc {acc:.2f}{took}"
     error = (outcome.get("error") or "").strip().splitlines() or ["(no error message)"]
     return f"FAILED  {run.run_id}  {run.label}  {error[0]}{took}"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import platform
-from typing import Optional
+import textwrap
+from typing import Optional, Sequence
 
 import pandas as pd
 
 from cffaudit import __version__
 from cffaudit.report import plots
-from cffaudit.report.analysis import Analysis
+from cffaudit.report.analysis import Analysis, DesignAudit
 from cffaudit.report.document import ReportDocument
 from cffaudit.report.paper import PaperReproduction
 from cffaudit.report.source_report import add_sources_section
@@ -32,14 +33,51 @@ def _environment() -> str:
     )
 
 
+def _pairs(stratum: dict, columns: Sequence[str]) -> str:
+    # A config column (cfg.model.depth) is named by its config path.
+    return ", ".join(f"{c.removeprefix('cfg.')}={stratum[c]}" for c in columns if stratum.get(c) is not None)
+
+
+def design_names(analysis: Analysis) -> tuple[str, dict[str, str]]:
+    """How figures name the designs: 'column=value' pairs.
+
+    Returns:
+        What every design shares (e.g. 'dataset=cifar10, experiment=factorial'), and per
+        design key the pairs that tell it from the others ('' when there is one design).
+    """
+    designs = analysis.designs
+    columns = list(dict.fromkeys(c for d in designs for c in d.stratum))
+    varying = [c for c in columns if len({str(d.stratum.get(c)) for d in designs}) > 1]
+    shared = [c for c in columns if c not in varying]
+    common = _pairs(designs[0].stratum, shared) if designs else ""
+    return common, {d.key: _pairs(d.stratum, varying) for d in designs}
+
+
+def panel_title(design: DesignAudit) -> str:
+    """The full name of a design, 'dataset=cifar10, experiment=factorial, ...', for a panel."""
+    return _pairs(design.stratum, list(design.stratum)) or "all runs"
+
+
+def _comparison_tag(design: DesignAudit, label: str) -> str:
+    """'stability=detach' of a comparison labelled '<key>: clamp vs subtract | stability=detach'
+    ('' for the one comparison of a design)."""
+    tag = label[len(design.key) + 2:] if label.startswith(f"{design.key}: ") else label
+    return tag.split("|")[-1].strip() if "|" in tag else ""
+
+
+def _entry_label(name: str, tag: str, alone: str = "all runs") -> str:
+    return " | ".join(p for p in (name, tag) if p) or alone
+
+
 def forest_entries(analysis: Analysis) -> list[tuple[str, float, float, float]]:
     """(label, VR, low, high) for every comparison: the primary test's 95% interval where it
-    has one (F, Bonett), else the percentile bootstrap's, marked '(bootstrap)' in the label."""
+    has one (F, Bonett), else the percentile bootstrap's, marked '(bootstrap)' in the label.
+    Labels name what tells a comparison apart as 'column=value' (`design_names`)."""
     out = []
+    _, names = design_names(analysis)
     for d in analysis.designs:
         for r in d.reports:
-            tag = r.label[len(d.key) + 2:] if r.label.startswith(f"{d.key}: ") else r.label
-            label = d.short_title if len(d.reports) == 1 else f"{d.short_title} | {tag.split('|')[-1].strip()}"
+            label = _entry_label(names[d.key], _comparison_tag(d, r.label) if len(d.reports) > 1 else "")
             p = r.primary
             if p is not None and p.confidence_interval is not None and r.effects is not None:
                 out.append((f"{label} (n={r.a.n}/{r.b.n})", r.effects.variance_ratio.estimate, *p.confidence_interval))
@@ -49,6 +87,16 @@ def forest_entries(analysis: Analysis) -> list[tuple[str, float, float, float]]:
     return out
 
 
+def inputs_line(inputs: dict, n_runs: Optional[int] = None, what: str = "runs") -> str:
+    """'Inputs: runs/extra.csv and store runs/quickstart (20 runs)': every file, folder and
+    store the runs were read from (`inputs` as `Analysis.inputs`), and how many runs."""
+    items = [str(p) for p in inputs.get("paths") or []]
+    if inputs.get("store"):
+        items.append(f"store {inputs['store']}")
+    named = ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else (items[0] if items else "none recorded")
+    return f"Inputs: {named}" + (f" ({n_runs} {what})" if n_runs is not None else "")
+
+
 def _power_marks(analysis: Analysis) -> list[tuple[str, int]]:
     ns = sorted({min(c.a.n, c.b.n) for d in analysis.designs for c in d.audit.comparisons})
     return [(f"n={n} used", n) for n in ns[:3]]
@@ -56,7 +104,7 @@ def _power_marks(analysis: Analysis) -> list[tuple[str, int]]:
 
 def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
     o = analysis.options
-    panels = [(d.short_title, d.runs) for d in analysis.designs if not d.runs.empty]
+    panels = [(panel_title(d), d.runs) for d in analysis.designs if not d.runs.empty]
     if panels:
         doc.add_figure(
             "per_seed_accuracy",
@@ -64,11 +112,14 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
             "Per-seed test accuracy by condition, one panel per design (box: quartiles; dots: individual seeds).",
         )
     entries = forest_entries(analysis)
+    common, names = design_names(analysis)
+    shared = f"\n{textwrap.fill(common, 110)}" if common else ""
     if entries:
         doc.add_figure(
             "variance_ratio_forest",
             plots.to_png(plots.forest_plot(
-                entries, title=f"var({o['levels'][0]}) / var({o['levels'][1]}) with the 95% CI of the primary test",
+                entries, title=f"var({o['levels'][0]}) / var({o['levels'][1]}) with the 95% CI of the primary test"
+                               + shared,
                 xlabel=f"variance ratio var({o['levels'][0]}) / var({o['levels'][1]}), log scale; bars: 95% CI of "
                        f"{o['primary']}")),
             f"Variance ratio per design with the 95% interval of the primary test ({o['primary']}); an entry marked "
@@ -76,14 +127,15 @@ def _common_figures(doc: ReportDocument, analysis: Analysis) -> None:
             f"seeded per comparison from seed {o['bootstrap_seed']}), where the primary test has no interval. Right "
             f"of 1 means {o['levels'][0]} varies more.",
         )
-    observed = [(f"{d.short_title} | {c.label}" if len(d.audit.comparisons) > 1 else d.short_title, c.variance_ratio.statistic)
+    observed = [(_entry_label(names[d.key], c.label.split("|")[-1].strip() if "|" in c.label else "", "observed"),
+                 c.variance_ratio.statistic)
                 for d in analysis.designs for c in d.audit.comparisons
                 if c.variance_ratio is not None and math.isfinite(c.variance_ratio.statistic)]
     # Keep the figure legible: the largest departures from 1 first, at most six.
     observed = sorted(observed, key=lambda e: -abs(math.log(e[1])) if e[1] > 0 else 0)[:6]
     doc.add_figure(
         "power_curve",
-        plots.to_png(plots.power_curve(observed=observed, marks=_power_marks(analysis))),
+        plots.to_png(plots.power_curve(observed=observed, marks=_power_marks(analysis), note=common)),
         "Power of the two-sided F-test of equal variances (alpha 0.05) against seeds per group: reference ratios "
         "(solid) and the ratios observed here (dashed, folded to >= 1; post-hoc, for orientation only: plan with a "
         "ratio of interest, --min-ratio); dotted line: 80% power.",
@@ -106,8 +158,11 @@ def analysis_report(analysis: Optional[Analysis], history: Optional[pd.DataFrame
         skipped: Why there is no audit, when `analysis` is None.
     """
     inputs = inputs if inputs is not None else (analysis.inputs if analysis is not None else {})
-    meta = f"Inputs: {', '.join(inputs.get('paths', [])) or '—'}" + (f"; store {inputs['store']}" if inputs.get("store") else "")
-    doc = ReportDocument(title, meta + ". " + _environment() + ".")
+    if analysis is not None:
+        line = inputs_line(inputs, analysis.runs_total)
+    else:  # the sources analysis keeps the finished runs only
+        line = inputs_line(inputs, len(sources.runs) if sources is not None else None, "finished runs")
+    doc = ReportDocument(title, line + ". " + _environment() + ".")
     if analysis is None:
         doc.add_markdown(skipped_audit_markdown(skipped or "skipped."))
         compare = None

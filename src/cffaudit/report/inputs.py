@@ -11,7 +11,7 @@ condition, a seed and a row.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -125,3 +125,43 @@ def group_counts(frame: pd.DataFrame, compare: str, levels: Sequence[str], facto
         why = f"{int(n)} run(s); a test of spread needs at least {min_n}" if small else None
         out.append(GroupCount(label=label, n=int(n), skipped=small, reason=why))
     return tuple(out)
+
+
+def run_identity(result: dict) -> Optional[str]:
+    """The run id of a result: the hash of its config and seed (`experiments.identity`), so
+    that two copies of one run are known as one wherever they lie; None where its config
+    cannot be read as today's RunConfig (the run-table checks still see its copies)."""
+    from cffaudit.config import RunConfig
+    from cffaudit.experiments.identity import result_protocol, run_id
+
+    try:
+        return run_id(RunConfig.from_dict(result["config"]), result_protocol(result))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def refuse_repeated_runs(results: Sequence[tuple[dict, Any]]) -> None:
+    """Refuse a run (config, seed and accuracy) read from two files: a folder inside a
+    store, or a copy of its runs, beside --store would count each run twice (as two
+    designs, where the store names the experiment and the copy does not). A store run that stands for several cells is one
+    file read once per cell, and is not repeated.
+
+    Args:
+        results: (parsed result.json, the file it was read from) of every JSON input.
+
+    Raises:
+        ValueError: naming the run, its seed and both files.
+    """
+    first: dict[tuple, str] = {}
+    for result, source in results:
+        if result.get("status") != "done" or (rid := run_identity(result)) is None:
+            continue
+        where = str(Path(source).resolve())
+        # With its accuracy: one config that gave another result (other data on disk) is left
+        # to the checks of the run table and of the test labels, which say what differs.
+        seen = first.setdefault((rid, result.get("test_acc")), where)
+        if seen != where:
+            seed = (result.get("config") or {}).get("seed")
+            raise ValueError(f"run {rid} (seed={seed}) is given twice: {seen} and {where} hold the same run "
+                             f"(same config and seed); give each run once, e.g. the store alone (--store DIR), "
+                             f"not also a folder or copy of its runs")

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from cffaudit.stats import variance_ratio_power
 
@@ -28,6 +28,14 @@ _FALLBACK = ["#edae49", "#30638e", "#8d6a9f", "#3d405b", "#8c564b", "#bcbd22", "
 def color_for(level: str, i: int = 0) -> str:
     """Stable colour of a compared level (clamp red, subtract teal)."""
     return _COLORS.get(str(level), _FALLBACK[i % len(_FALLBACK)])
+
+
+def _legend(ax, **kwargs) -> None:
+    """Draw the legend of `ax` only when an artist has a label: a panel with nothing
+    labelled gets no empty legend (and matplotlib no "No artists with labels" warning)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(**kwargs)
 
 
 def to_png(fig: Figure, dpi: int = 110) -> bytes:
@@ -48,8 +56,9 @@ def per_seed_accuracy(
     """Per-seed accuracies by condition: a box per condition with every seed drawn on top.
 
     Args:
-        designs: (title, runs) per panel; each panel has its own y-axis because datasets
-            differ by tens of points.
+        designs: (title, runs) per panel; the title names the panel's design as
+            'column=value' pairs. Each panel has its own y-axis because datasets differ by
+            tens of points.
         compare: Column that colours the conditions.
         factor: Optional second column splitting conditions.
         response: Column plotted.
@@ -93,7 +102,7 @@ def paper_car_by_layer(car: pd.DataFrame) -> Figure:
     ax.set_xlabel("layer")
     ax.set_ylabel("clamp activation rate (%)")
     ax.set_title("Clamp activation rate by layer (paper data, final stage-1 epoch)", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -136,7 +145,7 @@ def run_layer_profiles(frame: pd.DataFrame, *, compare: str = "margin", factor: 
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if cols:
-            ax.legend(fontsize=8)
+            _legend(ax, fontsize=8)
         else:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("Final stage-1 epoch, by layer (mean ± sd over seeds)", fontsize=11)
@@ -153,6 +162,9 @@ def car_over_epochs(history: pd.DataFrame, *, compare: str = "margin", layers: O
         layers: Layers to show (default: the first and the last recorded).
     """
     h = history.dropna(subset=["car"])
+    # A result read from a folder may carry no run id: its file tells it apart.
+    run = h["run_id"].fillna(h["source"]) if "source" in h.columns else h["run_id"]
+    h = h.assign(run=run.astype(str))
     all_layers = sorted(h.layer.unique())
     if layers is None:
         layers = sorted({all_layers[0], all_layers[-1]})
@@ -160,7 +172,7 @@ def car_over_epochs(history: pd.DataFrame, *, compare: str = "margin", layers: O
     for j, layer in enumerate(layers):
         ax = fig.add_subplot(1, len(layers), j + 1)
         seen = set()
-        for i, (run_id, g) in enumerate(h[h.layer == layer].groupby("run_id", sort=True)):
+        for i, (_, g) in enumerate(h[h.layer == layer].groupby("run", sort=True)):
             level = str(g[compare].iloc[0])
             g = g.sort_values("epoch")
             ax.plot(g.epoch, g.car * 100, color=color_for(level, i), alpha=0.6, linewidth=1,
@@ -168,12 +180,22 @@ def car_over_epochs(history: pd.DataFrame, *, compare: str = "margin", layers: O
             seen.add(level)
         ax.set_title(f"layer {layer}", fontsize=9)
         ax.set_xlabel("stage-1 epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel("CAR (%)" if j == 0 else "")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     fig.suptitle("Clamp activation rate over training, one line per seed", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _plain_log_ticks(ax, low: float, high: float) -> None:
+    """Tick labels of a log x-axis as plain numbers (2, 0.5), not 2x10^0; the minor ticks
+    are labelled too where the axis spans less than two decades."""
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain if high / low < 100 else NullFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=8)
 
 
 def forest_plot(entries: Sequence[tuple[str, float, float, float]], *, title: str = "",
@@ -181,28 +203,36 @@ def forest_plot(entries: Sequence[tuple[str, float, float, float]], *, title: st
     """Variance ratio with its CI per design, on a log axis with the line VR = 1.
 
     Args:
-        entries: (label, ratio, ci_low, ci_high); an infinite bound is drawn as an arrow.
-        title: Figure title.
+        entries: (label, ratio, ci_low, ci_high); an infinite bound is drawn as an arrow, an
+            interval not computed (NaN) as the point alone, its label saying so.
+            The label names the comparison with 'column=value' pairs.
+        title: Figure title (may span lines: what the entries share).
         xlabel: Axis label, naming the ratio and the interval.
     """
     fig = Figure(figsize=(9.0, 0.55 * len(entries) + 1.4))
     ax = fig.add_subplot(1, 1, 1)
-    finite = [v for _, r, lo, hi in entries for v in (r, lo, hi) if v is not None and math.isfinite(v) and v > 0]
-    top = max(finite) * 2 if finite else 10.0
-    bottom = min(finite) / 2 if finite else 0.1
+    # 1 (equal variances) always in view
+    finite = [1.0] + [v for _, r, lo, hi in entries for v in (r, lo, hi) if v is not None and math.isfinite(v) and v > 0]
+    top, bottom = max(finite) * 2, min(finite) / 2
+    labels = []
     for i, (label, ratio, lo, hi) in enumerate(entries):
         y = len(entries) - 1 - i
+        col = "#d1495b" if ratio > 1 else "#00798c"
+        ax.plot([ratio], [y], marker="D", color=col, markersize=7)
+        if math.isnan(lo) or math.isnan(hi):  # not computed: a bar would claim (0, inf)
+            labels.append(f"{label}: no interval")
+            continue
+        labels.append(label)
         hi_draw = hi if math.isfinite(hi) else top
         lo_draw = lo if lo > 0 else bottom
-        col = "#d1495b" if ratio > 1 else "#00798c"
         ax.plot([lo_draw, hi_draw], [y, y], color=col, linewidth=2)
-        ax.plot([ratio], [y], marker="D", color=col, markersize=7)
         if not math.isfinite(hi):
             ax.annotate("", xy=(top, y), xytext=(top / 1.6, y), arrowprops={"arrowstyle": "->", "color": col})
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlim(bottom, top)
-    ax.set_yticks(range(len(entries)), [e[0] for e in reversed(entries)], fontsize=8)
+    _plain_log_ticks(ax, bottom, top)
+    ax.set_yticks(range(len(entries)), list(reversed(labels)), fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title or "Variance ratio per dataset", fontsize=10)
     ax.grid(axis="x", alpha=0.3, which="both")
@@ -218,6 +248,7 @@ def power_curve(
     alpha: float = 0.05,
     target: float = 0.8,
     marks: Sequence[tuple[str, int]] = (),
+    note: str = "",
 ) -> Figure:
     """Power of the two-sided variance-ratio F-test against seeds per group, one curve per ratio.
 
@@ -229,6 +260,9 @@ def power_curve(
         alpha: Significance level.
         target: Power drawn as a horizontal guide.
         marks: (label, n) vertical guides, e.g. the seeds a study used.
+        note: A line under the title, e.g. what the observed ratios' designs share.
+
+    The legend sits below the axes, so that no curve is hidden behind it.
     """
     from matplotlib import colormaps
 
@@ -242,15 +276,22 @@ def power_curve(
         power = [variance_ratio_power(r, int(n), alpha=alpha).power for n in ns]
         ax.plot(ns, power, label=label, linestyle=style, color=cmap(i / max(1, len(curves) - 1) * 0.9))
     ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-    for label, n in marks:
-        ax.axvline(n, color="black", linestyle="--", linewidth=0.6, alpha=0.6)
-        ax.text(n, 0.98, f" {label}", rotation=90, fontsize=7, va="top")
+    for k, (label, n) in enumerate(marks):
+        ax.axvline(n, color="black", linestyle="--", linewidth=0.8, alpha=0.7)
+        # Above the axes, where no curve runs; stacked, so that close marks do not overlap.
+        ax.annotate(label, xy=(n, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3 + 13 * k),
+                    textcoords="offset points", fontsize=9, va="bottom", ha="center")
     ax.set_xscale("log")
     ax.set_xlabel("seeds per group (log scale)")
     ax.set_ylabel("power")
     ax.set_ylim(0, 1)
-    ax.set_title(f"Power of the two-sided F-test of equal variances (alpha {alpha:g})", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    title = f"Power of the two-sided F-test of equal variances (alpha {alpha:g})"
+    ax.set_title(title + (f"\n{textwrap.fill(note, 100)}" if note else ""), fontsize=10, pad=6 + 13 * len(marks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
+    # Below the axes, after the layout (which would shrink the axes to fit a wide legend);
+    # the saved image grows to hold it (`to_png` crops to every artist).
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=1 if len(curves) > 6 else 2,
+              frameon=False)
     return fig

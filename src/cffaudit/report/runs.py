@@ -168,11 +168,15 @@ def flatten_result(result: dict, source: PathLike = "") -> dict:
     return row
 
 
-def history_records(result: dict) -> list[dict]:
-    """Per-epoch, per-layer stage-1 records of one result (long format) for over-epoch plots."""
+def history_records(result: dict, source: PathLike = "") -> list[dict]:
+    """Per-epoch, per-layer stage-1 records of one result (long format) for over-epoch plots.
+
+    `source` (the file read) tells runs apart where a result.json carries no run id (one
+    read from a folder rather than through the store's database)."""
     cfg = result.get("config") or {}
     base = {
         "run_id": result.get("run_id"),
+        "source": str(source),
         **{c: _config_value(cfg, FACTOR_COLUMN_PATHS[c]) for c in ("dataset", "margin", "stability", "margin_schedule")},
         "seed": cfg.get("seed"),
         "status": result.get("status"),
@@ -378,10 +382,18 @@ def load_runs(paths: Sequence[PathLike], store: Optional[PathLike] = None) -> pd
 
 def load_runs_with_histories(paths: Sequence[PathLike], store: Optional[PathLike] = None, *,
                              histories: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`load_runs` and `load_run_histories` in one pass: every result is read once."""
+    """`load_runs` and `load_run_histories` in one pass: every result is read once.
+
+    Raises:
+        RunLoadError: as `load_runs`.
+        ValueError: when one finished run is read from two files (`inputs.refuse_repeated_runs`).
+    """
+    from cffaudit.report.inputs import refuse_repeated_runs
+
     frames = []
     rows: list[dict] = []
     records: list[dict] = []
+    read: list[tuple[dict, Any]] = []
     inputs = list(_iter_inputs(paths, store))
     files = {p.resolve() for p, kind in inputs if kind == "json"}
     for path, kind in inputs:
@@ -393,10 +405,12 @@ def load_runs_with_histories(paths: Sequence[PathLike], store: Optional[PathLike
             results = [(r, s) for r, s in store_results(path) if Path(s).resolve() not in files]
         else:
             results = [(_read_json(path), path)]
+        read.extend(results)
         for result, source in results:
             rows.append(flatten_result(result, source))
             if histories:
-                records.extend(history_records(result))
+                records.extend(history_records(result, source))
+    refuse_repeated_runs(read)
     if rows:
         frames.append(pd.DataFrame(rows))
     if not frames:
@@ -412,8 +426,8 @@ def load_run_histories(paths: Sequence[PathLike], store: Optional[PathLike] = No
     """Per-epoch, per-layer stage-1 diagnostics of every JSON run (CSV inputs have none).
 
     Returns:
-        Columns run_id, dataset, margin, stability, margin_schedule, seed, status, epoch,
-        layer, loss, car (fraction), grad_norm; empty when no history is available.
+        Columns run_id, source, dataset, margin, stability, margin_schedule, seed, status,
+        epoch, layer, loss, car (fraction), grad_norm; empty when no history is available.
 
     Raises:
         RunLoadError: as `load_runs`, whose pass over the inputs this is.

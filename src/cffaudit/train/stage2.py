@@ -72,10 +72,13 @@ def predict(probe: LinearProbe, feats: torch.Tensor, batch_size: int = 4096) -> 
 
 
 def accuracy_of(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-seed accuracy in percent, (S,), of predictions and labels (S, n)."""
-    # float32 counts are exact below 2**24 examples
-    correct = (predictions == labels).sum(dim=1).float()
-    return 100.0 * correct / predictions.shape[1]
+    """Per-seed accuracy in percent, (S,) float64, of predictions and labels (S, n).
+
+    Integer counts divided in float64: 100 * correct / n is then the same number Python
+    computes from the counts (61.04, where float32 would store 61.04000091552734).
+    """
+    correct = (predictions == labels).sum(dim=1)  # (S,) int64
+    return 100.0 * correct.to(torch.float64) / predictions.shape[1]
 
 
 def accuracy(probe: LinearProbe, feats: torch.Tensor, labels: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
@@ -147,7 +150,7 @@ def probe_epoch(probe: LinearProbe, optimizer: torch.optim.Optimizer, features: 
     val_acc = accuracy(probe, features.fixed("val"), data.val_y)
     test_pred = predict(probe, features.fixed("test"))
     test_acc = accuracy_of(test_pred, data.test_y)
-    host = torch.stack([loss_sum / steps, val_acc.double(), test_acc.double()]).cpu().tolist()  # one sync
+    host = torch.stack([loss_sum / steps, val_acc, test_acc]).cpu().tolist()  # one sync; all float64
     return list(zip(*host)), test_pred
 
 
