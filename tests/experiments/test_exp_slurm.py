@@ -1,5 +1,5 @@
 """The Slurm executor without a cluster: options, flags, the checks before anything is
-queued, and reading job states from sacct or (without accounting) squeue."""
+queued, and reading job states from squeue and sacct."""
 
 from __future__ import annotations
 
@@ -103,25 +103,53 @@ def _fake_command(directory, name, script):
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def test_job_states_come_from_sacct(tmp_path, monkeypatch):
+def _fake_slurm(tmp_path, monkeypatch, squeue, sacct):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    _fake_command(bin_dir, "sacct", "echo '5_0|CANCELLED by 0|None'; echo '5_[1-2%1]|PENDING|JobArrayTaskLimit'\n")
+    _fake_command(bin_dir, "squeue", squeue)
+    _fake_command(bin_dir, "sacct", sacct)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_job_states_of_jobs_that_left_the_queue_come_from_sacct(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch,
+                squeue="echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1\n",
+                sacct="echo '5_0|CANCELLED by 0|None'; echo '5_[1-2%1]|PENDING|JobArrayTaskLimit'\n")
     states, from_sacct = query_states(["5_0", "5_2", "6_0"])
     assert from_sacct
     assert states == {"5_0": ("CANCELLED", "CANCELLED by 0"), "5_2": ("PENDING", "JobArrayTaskLimit")}
 
 
+def test_the_controller_answers_for_jobs_accounting_has_not_recorded_yet(tmp_path, monkeypatch):
+    # For a few seconds after sbatch, sacct lists nothing about a job (slurmdbd lags
+    # slurmctld); a restarted driver that believed it submitted running runs again.
+    _fake_slurm(tmp_path, monkeypatch, squeue="echo '5_0|RUNNING|None'; echo '5_1|PENDING|Resources'\n",
+                sacct="echo '5|PENDING|None'\n")
+    states, from_sacct = query_states(["5_0", "5_1"])
+    assert states == {"5_0": ("RUNNING", ""), "5_1": ("PENDING", "Resources")} and from_sacct
+
+
+def test_the_controller_overrides_what_accounting_says(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch, squeue="echo '5_0|PENDING|BeginTime'\n",
+                sacct="echo '5_0|REQUEUED|None'; echo '5_1|COMPLETED|None'\n")
+    states, _ = query_states(["5_0", "5_1"])
+    assert states == {"5_0": ("PENDING", "BeginTime"), "5_1": ("COMPLETED", "")}
+
+
 def test_without_accounting_job_states_come_from_squeue(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _fake_command(bin_dir, "sacct", "echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1\n")
-    _fake_command(bin_dir, "squeue", "echo '5_1|RUNNING|None'\n")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _fake_slurm(tmp_path, monkeypatch, squeue="echo '5_1|RUNNING|None'\n",
+                sacct="echo 'sacct: error: Slurm accounting storage is disabled' >&2; exit 1\n")
     states, from_sacct = query_states(["5_0", "5_1"])
     assert not from_sacct
     assert states == {"5_1": ("RUNNING", "")}  # 5_0 has left the queue: the executor fails it
+
+
+def test_without_the_controller_job_states_are_not_guessed_from_accounting(tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch,
+                squeue="echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1\n",
+                sacct="echo '5_0|PENDING|None'\n")
+    with pytest.raises(OSError, match="squeue could not report job states: .*Unable to contact slurm controller"):
+        query_states(["5_0"])
 
 
 def test_a_store_without_the_slurm_table_has_no_slurm_jobs(tmp_path):

@@ -185,7 +185,7 @@ class SlurmExecutor(Executor):
         except (OSError, subprocess.TimeoutExpired) as exc:
             # Without the states, jobs still running could be submitted a second time.
             raise ExecutorError(f"could not ask Slurm about the jobs an earlier sweep submitted ({exc}); "
-                                "the runs stay queued: run the sweep again when sacct or squeue answers") from None
+                                "the runs stay queued: run the sweep again when squeue answers") from None
 
         running: dict[str, tuple[Job, Any]] = {}  # slurm_id -> (job, submitit job)
         to_submit: list[Job] = []

@@ -80,28 +80,48 @@ def slurm_records(store: RunStore, run_ids: Optional[Iterable[str]] = None) -> d
 def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[str, tuple[str, str]], bool]:
     """What Slurm says now about `slurm_ids`: ``({slurm_id: (state, reason)}, from_sacct)``.
 
-    Asks ``sacct`` (accounting: also jobs that ended long ago); where accounting is
-    not running, falls back on ``squeue``, which knows only jobs still in the queue
-    (``from_sacct`` is then False, and a job it does not list has ended in a way
-    nobody can tell). Ids Slurm does not know are left out. Raises OSError without
-    either command.
+    Asks ``squeue`` first: the controller's own view, which knows a job from the
+    moment sbatch returns and keeps an ended one for MinJobAge (300 s by default).
+    Accounting lags it: slurmdbd records a job only after slurmctld sends it, and for
+    the first seconds after a submission ``sacct`` lists nothing (or the array as one
+    PENDING line); taken as the answer, a job just submitted would look unknown (a
+    restarted driver once submitted such runs again). So ``sacct`` is asked only
+    about the ids squeue no longer lists (jobs that ended long ago). Where accounting
+    is not running, ``from_sacct`` is False: a job neither lists has ended in a way
+    nobody can tell. Ids Slurm does not know are left out.
+
+    Raises:
+        OSError: squeue cannot answer (no controller, no command): without the
+            controller nobody can say whether a job is still alive.
     """
     ids = sorted(set(slurm_ids))
     if not ids:
         return {}, True
-    arrays = sorted({i.split("_")[0] for i in ids})
-    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(arrays)]
-    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
-    from_sacct = proc.returncode == 0
-    if not from_sacct:
-        # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
-        squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
-        proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
-            raise OSError(f"neither sacct nor squeue could report job states: {proc.stderr.strip()}")
     wanted = set(ids)
+    # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
+    squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(_arrays(ids))]
+    proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # (all of them have left the queue)
+        raise OSError(f"squeue could not report job states: {proc.stderr.strip() or f'exit {proc.returncode}'}")
+    states = _parse_states(proc.stdout, wanted)
+    gone = sorted(wanted - set(states))
+    if not gone:
+        return states, True
+    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(_arrays(gone))]
+    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return states, False
+    return {**_parse_states(proc.stdout, set(gone)), **states}, True
+
+
+def _arrays(ids: Iterable[str]) -> list[str]:
+    return sorted({i.split("_")[0] for i in ids})
+
+
+def _parse_states(text: str, wanted: set[str]) -> dict[str, tuple[str, str]]:
+    """``JOBID|STATE|REASON`` lines (squeue's or sacct's) as ``{slurm_id: (state, reason)}``."""
     states: dict[str, tuple[str, str]] = {}
-    for line in proc.stdout.splitlines():
+    for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3:
             continue
@@ -111,7 +131,7 @@ def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[st
         for sid in expand_job_id(parts[0].strip()):
             if sid in wanted:
                 states[sid] = (state, reason)
-    return states, from_sacct
+    return states
 
 
 def expand_job_id(text: str) -> list[str]:
