@@ -1,6 +1,7 @@
 """The Slurm executor against a real Slurm cluster (``bash scripts/slurm-local.sh start``):
 results equal the local executor's, a requeued task resumes from its checkpoint, a
-cancelled task fails with its Slurm job id and state, a killed driver re-attaches.
+cancelled task fails with its Slurm job id and state, a killed driver re-attaches (also
+one killed between sbatch and recording the job ids, at that exact point).
 
 Skipped, with the reason, where ``sinfo`` finds no cluster. Real training (tiny
 synthetic specs on the CPU) in Slurm jobs, so each test takes some seconds.
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cffaudit.experiments.executors import LocalExecutor
-from cffaudit.experiments.slurm_records import slurm_records
+from cffaudit.experiments.slurm_records import jobs_named, query_states, slurm_records, submissions
 from cffaudit.experiments.spec import ExperimentSpec
 from cffaudit.experiments.store import RunStore, load_store_results
 from cffaudit.experiments.sweep import run_sweep
@@ -238,13 +239,13 @@ def test_a_cancelled_task_fails_with_its_job_id_and_is_retried(tmp_path):
     assert "resuming from checkpoint.pt" in (store_dir / "runs" / rid / "log.txt").read_text()
 
 
-@pytest.mark.skip(reason="flaky: in 2 of 5 runs on 2026-12-03 the restarted driver submitted a run again "
-                         "(a new job id instead of re-attaching); to investigate before the driver's re-attach "
-                         "is trusted (issue 14 stays open)")
 def test_a_killed_driver_reattaches_and_trains_every_run_once(tmp_path):
     import yaml
 
     d = _longer(seeds=[5])
+    # Long enough that the tasks still run when the second driver asks Slurm about them
+    # (a run that finished meanwhile is recovered from its result.json instead).
+    d["base"]["stage1"]["epochs"] = 40
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(d, sort_keys=False))
     ids = [r.run_id for r in ExperimentSpec.load(spec_path).expand().runs]
@@ -265,6 +266,78 @@ def test_a_killed_driver_reattaches_and_trains_every_run_once(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "re-attached to" in second.stderr, second.stdout + second.stderr
     assert {r.run_id: r.slurm_id for r in slurm_records(RunStore(store_dir)).values()} == before  # nothing resubmitted
+    assert all(_trainings(store_dir, rid) == 1 for rid in ids)
+    assert RunStore(store_dir).counts()["done"] == len(ids)
+
+
+#: `cffaudit sweep ARGS` in a process that SIGKILLs itself when it calls {target}.
+_DIES_AT = """
+import os, signal, sys
+import {module}
+from cffaudit.cli import main
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+{target} = die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _sweep_killed_at(tmp_path, module, target):
+    """A sweep whose driver dies at `target`; returns (its command line, run ids, store)."""
+    import yaml
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(_longer(seeds=[7]), sort_keys=False))
+    ids = [r.run_id for r in ExperimentSpec.load(spec_path).expand().runs]
+    store_dir = tmp_path / "store"
+    args = ["sweep", str(spec_path), "--store", str(store_dir), "--executor", "slurm", "--slurm-time", "10",
+            "--no-progress"]
+    first = subprocess.run([sys.executable, "-c", _DIES_AT.format(module=module, target=target), *args],
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    return [sys.executable, "-m", "cffaudit", *args], ids, store_dir
+
+
+def _submitted_by_the_dead_driver(store_dir: Path) -> str:
+    store = RunStore(store_dir)
+    assert slurm_records(store) == {}  # sbatch answered, nothing recorded
+    ((name, runs),) = submissions(store).items()
+    found = jobs_named(name, runs[0].submitted)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_driver_killed_between_sbatch_and_recording_the_job_ids_is_followed_by_one_that_finds_them(tmp_path):
+    # submitit has put each task's pickle in place; the driver dies as it records the ids.
+    cmd, ids, store_dir = _sweep_killed_at(tmp_path, "cffaudit.experiments.slurm",
+                                           "cffaudit.experiments.slurm.record_submitted")
+    array = _submitted_by_the_dead_driver(store_dir)
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"found Slurm job {array} (" in second.stderr and "submitted 2" not in second.stderr, second.stderr
+    assert {r.slurm_id for r in slurm_records(RunStore(store_dir)).values()} == {f"{array}_0", f"{array}_1"}
+    assert all(_trainings(store_dir, rid) == 1 for rid in ids)
+    assert RunStore(store_dir).counts()["done"] == len(ids) and submissions(RunStore(store_dir)) == {}
+
+
+def test_a_driver_killed_before_submitit_placed_the_tasks_pickles_has_them_cancelled_and_resubmitted(tmp_path):
+    # sbatch has queued the array, but its tasks can never get their function: cancel, submit again.
+    cmd, ids, store_dir = _sweep_killed_at(tmp_path, "submitit.core.utils",
+                                           "submitit.core.utils.JobPaths.move_temporary_file")
+    array = _submitted_by_the_dead_driver(store_dir)
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"found Slurm job {array} (" in second.stderr and f"cancelled {array}_0 {array}_1" in second.stderr
+    records = slurm_records(RunStore(store_dir))
+    assert sorted(records) == sorted(ids) and all(r.slurm_id.split("_")[0] != array for r in records.values())
+    states, _ = query_states([f"{array}_0", f"{array}_1"])
+    # Cancelled, or (started before that, without the log folder submitit makes as it places
+    # the pickles) failed to launch: either way they never trained.
+    assert len(states) == 2 and {state for state, _ in states.values()} <= {"CANCELLED", "FAILED"}, states
     assert all(_trainings(store_dir, rid) == 1 for rid in ids)
     assert RunStore(store_dir).counts()["done"] == len(ids)
 

@@ -210,17 +210,21 @@ def format_status(store, run_ids: Optional[list[str]] = None) -> str:
 
 def slurm_column(store, run_ids: list[str]) -> dict[str, str]:
     """``run_id -> "JOBID STATE"`` for the runs submitted to Slurm (empty without any):
-    the state Slurm reports now where sacct or squeue answers, else the one last recorded."""
+    the state Slurm reports now where squeue or sacct answers, else the one last recorded;
+    ``"? SUBMITTING"`` for a run whose job id sbatch has not given (or a killed driver
+    did not record: the next sweep finds it by the submission's job name)."""
     import shutil
     import subprocess
 
-    from cffaudit.experiments.slurm_records import query_states, slurm_records
+    from cffaudit.experiments.slurm_records import query_states, slurm_records, submissions
 
     records = slurm_records(store, run_ids)
-    if not records:
+    wanted = set(run_ids)
+    submitting = {r.run_id for runs in submissions(store).values() for r in runs if r.run_id in wanted}
+    if not records and not submitting:
         return {}
     states: dict[str, tuple[str, str]] = {}
-    if shutil.which("sacct") or shutil.which("squeue"):
+    if records and shutil.which("squeue"):
         try:
             states, _ = query_states({r.slurm_id for r in records.values()}, timeout=20)
         except (OSError, subprocess.TimeoutExpired):
@@ -229,6 +233,8 @@ def slurm_column(store, run_ids: list[str]) -> dict[str, str]:
     for rid, rec in records.items():
         state = states.get(rec.slurm_id, (rec.state or "?", ""))[0]
         out[rid] = f"{rec.slurm_id} {state}"
+    for rid in submitting:
+        out[rid] = "? SUBMITTING"
     return out
 
 

@@ -16,7 +16,9 @@ writes when the task returns.
   its runs with the Slurm job id, state and reason; ``--retry-failed`` resubmits them.
 * The driver may die at any time: the jobs keep running on the cluster, and the next
   sweep finds them in the store and re-attaches to those still alive (or finished
-  but not yet collected) instead of submitting the runs again.
+  but not yet collected) instead of submitting the runs again. A driver killed
+  after sbatch but before it recorded the job ids left the submission's unique job
+  name in the store: the next sweep finds the jobs by that name (squeue, sacct).
 
 submitit is imported only when a sweep runs here; ``--status`` does not need it.
 """
@@ -28,12 +30,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from cffaudit.experiments.executors import Executor, ExecutorError, Job, JobDone, OptionError
-from cffaudit.experiments.slurm_records import ALIVE, query_states, record_states, record_submitted, slurm_records
+from cffaudit.experiments.slurm_records import (
+    ALIVE, forget_submitting, jobs_named, query_states, record_states, record_submitted, record_submitting,
+    slurm_records, submissions,
+)
 
 #: What to tell a user without sbatch on PATH.
 _NO_SBATCH = (
@@ -178,6 +184,7 @@ class SlurmExecutor(Executor):
             return
         submitit = _import_submitit()
         folder = store.root / "slurm" / "%j"
+        self._settle_submissions(submitit, folder)
         records = slurm_records(store, [rid for job in jobs for rid in job.run_ids])
         known = {r.slurm_id for r in records.values()}
         try:
@@ -185,7 +192,7 @@ class SlurmExecutor(Executor):
         except (OSError, subprocess.TimeoutExpired) as exc:
             # Without the states, jobs still running could be submitted a second time.
             raise ExecutorError(f"could not ask Slurm about the jobs an earlier sweep submitted ({exc}); "
-                                "the runs stay queued: run the sweep again when sacct or squeue answers") from None
+                                "the runs stay queued: run the sweep again when squeue answers") from None
 
         running: dict[str, tuple[Job, Any]] = {}  # slurm_id -> (job, submitit job)
         to_submit: list[Job] = []
@@ -209,10 +216,42 @@ class SlurmExecutor(Executor):
             running.update(self._submit(submitit, folder, to_submit))
         yield from self._follow(running)
 
+    def _settle_submissions(self, submitit: Any, folder: Path) -> None:
+        """Record the jobs of submissions whose driver died between sbatch and recording
+        the job ids (found in Slurm by the submission's job name); forget a submission
+        Slurm has no job of (the driver died before sbatch, or sbatch refused it)."""
+        for job_name, runs in submissions(self._store).items():
+            try:
+                found = jobs_named(job_name, runs[0].submitted)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ExecutorError(f"could not ask Slurm for the jobs an earlier sweep was submitting ({exc}); "
+                                    "the runs stay queued: run the sweep again when squeue answers") from None
+            if len(found) > 1:
+                raise ExecutorError(f"Slurm has {len(found)} jobs named {job_name} ({' '.join(found)}), a name "
+                                    "this store gives one submission; cancel those not wanted, then run the "
+                                    "sweep again")
+            if not found:
+                forget_submitting(self._store, [r.run_id for r in runs])
+                continue
+            # submitit moves each job's pickle into place right after sbatch returns; a
+            # task whose pickle is missing can only wait for it and fail: cancel it, and
+            # its runs are submitted again.
+            placed = [r for r in runs if submitit.SlurmJob(folder=folder, job_id=r.slurm_id(found[0]))
+                      .paths.submitted_pickle.exists()]
+            orphans = sorted({r.slurm_id(found[0]) for r in runs if r not in placed})
+            record_submitted(self._store, [(r.run_id, r.job_key, r.slurm_id(found[0])) for r in placed])
+            if orphans:
+                subprocess.run(["scancel", *orphans], capture_output=True, timeout=60)
+                forget_submitting(self._store, [r.run_id for r in runs if r not in placed])
+            print(f"found Slurm job {found[0]} ({job_name}), submitted by a sweep that died before recording it"
+                  + (f"; cancelled {' '.join(orphans)}, which never got their runs" if orphans else ""),
+                  file=sys.stderr)
+
     def _submit(self, submitit: Any, folder: Path, jobs: list[Job]) -> dict[str, tuple[Job, Any]]:
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=self.max_timeouts)
+        job_name = f"cffaudit-{uuid.uuid4().hex[:16]}"  # unique: how a restarted driver finds these jobs
         params: dict[str, Any] = dict(
-            job_name="cffaudit", time=self.time_min, cpus_per_task=self.cpus_per_task,
+            job_name=job_name, time=self.time_min, cpus_per_task=self.cpus_per_task,
             # Requeueable even where the cluster's JobRequeue is 0: a requeued task resumes.
             additional_parameters={"requeue": True, **self.sbatch_options},
             setup=[f"export OMP_NUM_THREADS={self.cpus_per_task}"],
@@ -227,12 +266,16 @@ class SlurmExecutor(Executor):
             params["array_parallelism"] = self.array_parallelism
         ex.update_parameters(**params)
         call = SlurmCall()
+        record_submitting(self._store, job_name, [(rid, job.key, task) for task, job in enumerate(jobs)
+                                                  for rid in job.run_ids], tasks=len(jobs))
         try:
             with ex.batch():
                 handles = [ex.submit(call, job.fn, job.args) for job in jobs]
         except Exception as exc:  # sbatch refused (FailedSubmissionError, CalledProcessError)
             output = getattr(exc, "output", None) or getattr(exc, "stderr", None) or b""
             output = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+            # The submission stays recorded: the next sweep asks Slurm whether a job of
+            # that name exists after all (sbatch may fail after Slurm queued the job).
             raise ExecutorError(f"sbatch refused the sweep's job array: {exc} {output.strip()}".strip()
                                 + "; the runs stay queued for the next sweep") from None
         record_submitted(self._store, [(rid, job.key, h.job_id) for job, h in zip(jobs, handles)

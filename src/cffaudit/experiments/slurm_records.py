@@ -5,7 +5,14 @@ Each run submitted through ``--executor slurm`` has a row in the store's
 the Slurm job id of that job's array task, and the state the driver last saw. A
 restarted driver re-attaches to a job it finds there still alive, instead of
 submitting (and training) the same runs again; ``sweep --status`` shows the ids and
-states. Nothing here imports submitit or torch: ``--status`` works anywhere.
+states.
+
+sbatch's answer (the job id) cannot be recorded in the same instant it is given: a
+driver killed between the two would leave jobs in Slurm that the store does not
+know. So before sbatch the driver records the submission's runs in
+``slurm_submissions`` under a Slurm job name unique to the submission, and the next
+driver asks Slurm for jobs of that name (:func:`jobs_named`) before it submits
+anything. Nothing here imports submitit or torch: ``--status`` works anywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import re
 import sqlite3
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Iterable, Optional
 
 from cffaudit.experiments.lock import now_iso
@@ -39,15 +47,92 @@ class SlurmRecord:
     collected: bool
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One run of a submission that was being made: its job's place among the
+    submission's jobs, and the submission's unique Slurm job name."""
+
+    run_id: str
+    job_key: str
+    job_name: str
+    task: int
+    tasks: int
+    submitted: str
+
+    def slurm_id(self, job_id: str) -> str:
+        """This run's Slurm id, given the id sbatch gave the submission."""
+        return job_id if self.tasks == 1 else f"{job_id}_{self.task}"
+
+
+def record_submitting(store: RunStore, job_name: str, rows: list[tuple[str, str, int]], tasks: int) -> None:
+    """Before sbatch: record (run_id, job_key, task) of a submission of `tasks` jobs
+    named `job_name`, so that a driver killed before :func:`record_submitted` leaves
+    the name by which the next one finds the jobs in Slurm."""
+    with store._tx() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO slurm_submissions (run_id, job_key, job_name, task, tasks, submitted) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(rid, key, job_name, task, tasks, now_iso()) for rid, key, task in rows],
+        )
+
+
+def submissions(store: RunStore) -> dict[str, list[Submission]]:
+    """The runs of submissions never recorded as made, by job name."""
+    try:
+        with store._read() as conn:
+            rows = conn.execute("SELECT * FROM slurm_submissions ORDER BY job_name, task, run_id").fetchall()
+    except sqlite3.OperationalError as exc:  # a store from before the table existed
+        if "no such table" in str(exc):
+            return {}
+        raise
+    out: dict[str, list[Submission]] = {}
+    for r in rows:
+        out.setdefault(r["job_name"], []).append(
+            Submission(r["run_id"], r["job_key"], r["job_name"], r["task"], r["tasks"], r["submitted"]))
+    return out
+
+
+def forget_submitting(store: RunStore, run_ids: Iterable[str]) -> None:
+    """Drop the runs' submission records (nothing of theirs is in Slurm's queue)."""
+    with store._tx() as conn:
+        conn.executemany("DELETE FROM slurm_submissions WHERE run_id = ?", [(rid,) for rid in run_ids])
+
+
 def record_submitted(store: RunStore, rows: Iterable[tuple[str, str, str]]) -> None:
     """Record (run_id, job_key, slurm_id) for newly submitted jobs (replacing the runs'
-    older records: a run has one current Slurm job)."""
+    older records: a run has one current Slurm job), in the transaction that drops
+    their submission records."""
+    rows = list(rows)
     with store._tx() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO slurm_jobs (run_id, job_key, slurm_id, state, submitted, collected) "
             "VALUES (?, ?, ?, 'PENDING', ?, 0)",
             [(rid, key, sid, now_iso()) for rid, key, sid in rows],
         )
+        conn.executemany("DELETE FROM slurm_submissions WHERE run_id = ?", [(rid,) for rid, _, _ in rows])
+
+
+def jobs_named(job_name: str, since: str, timeout: float = 60) -> list[str]:
+    """The ids sbatch gave the jobs named `job_name` submitted since `since` (an ISO
+    time): from squeue, else (ended long ago) from sacct; without accounting, a job
+    that has left the queue is not found.
+
+    Raises:
+        OSError: squeue cannot answer.
+    """
+    squeue = ["squeue", "-h", "-r", "-t", "all", f"--name={job_name}", "-o", "%i"]
+    proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise OSError(f"squeue could not list the jobs named {job_name}: "
+                      f"{proc.stderr.strip() or f'exit {proc.returncode}'}")
+    ids = _arrays(proc.stdout.split())
+    if ids:
+        return ids
+    start = datetime.fromisoformat(since).astimezone() - timedelta(days=1)  # sacct reads local time
+    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID", f"--name={job_name}",
+             "-S", start.strftime("%Y-%m-%dT%H:%M:%S"), "-E", "now"]
+    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
+    return _arrays(proc.stdout.split()) if proc.returncode == 0 else []
 
 
 def record_states(store: RunStore, states: dict[str, tuple[str, str]], collected: Iterable[str] = ()) -> None:
@@ -80,28 +165,54 @@ def slurm_records(store: RunStore, run_ids: Optional[Iterable[str]] = None) -> d
 def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[str, tuple[str, str]], bool]:
     """What Slurm says now about `slurm_ids`: ``({slurm_id: (state, reason)}, from_sacct)``.
 
-    Asks ``sacct`` (accounting: also jobs that ended long ago); where accounting is
-    not running, falls back on ``squeue``, which knows only jobs still in the queue
-    (``from_sacct`` is then False, and a job it does not list has ended in a way
-    nobody can tell). Ids Slurm does not know are left out. Raises OSError without
-    either command.
+    Asks ``squeue`` first: the controller's own view, which knows a job from the
+    moment sbatch returns and keeps an ended one for MinJobAge (300 s by default).
+    Accounting lags it: slurmdbd records a job only after slurmctld sends it, and for
+    the first seconds after a submission ``sacct`` lists nothing (or the array as one
+    PENDING line); taken as the answer, a job just submitted would look unknown (a
+    restarted driver once submitted such runs again). So ``sacct`` is asked only
+    about the ids squeue no longer lists (jobs that ended long ago). Where accounting
+    is not running, ``from_sacct`` is False: a job neither lists has ended in a way
+    nobody can tell. Ids Slurm does not know are left out.
+
+    Raises:
+        OSError: squeue cannot answer (no controller, no command): without the
+            controller nobody can say whether a job is still alive.
     """
     ids = sorted(set(slurm_ids))
     if not ids:
         return {}, True
-    arrays = sorted({i.split("_")[0] for i in ids})
-    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(arrays)]
-    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
-    from_sacct = proc.returncode == 0
-    if not from_sacct:
-        # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
-        squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(arrays)]
-        proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
-            raise OSError(f"neither sacct nor squeue could report job states: {proc.stderr.strip()}")
     wanted = set(ids)
+    # -t all: also jobs that ended in the last MinJobAge seconds (cancelled, failed).
+    squeue = ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(_arrays(ids))]
+    proc = subprocess.run(squeue, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 and "Invalid job id" not in proc.stderr:  # (all of them have left the queue)
+        raise OSError(f"squeue could not report job states: {proc.stderr.strip() or f'exit {proc.returncode}'}")
+    states = _parse_states(proc.stdout, wanted)
+    gone = sorted(wanted - set(states))
+    if not gone:
+        return states, True
+    sacct = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Reason", "-j", ",".join(_arrays(gone))]
+    proc = subprocess.run(sacct, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return states, False
+    return {**_parse_states(proc.stdout, set(gone)), **states}, True
+
+
+def _arrays(ids: Iterable[str]) -> list[str]:
+    return sorted({i.split("_")[0] for i in ids})
+
+
+def _parse_states(text: str, wanted: set[str]) -> dict[str, tuple[str, str]]:
+    """``JOBID|STATE|REASON`` lines (squeue's or sacct's) as ``{slurm_id: (state, reason)}``.
+
+    A line naming a whole array (``7``, as accounting lists an array cancelled or still
+    pending before Slurm split it into tasks) stands for each of its tasks that no line
+    of its own names.
+    """
     states: dict[str, tuple[str, str]] = {}
-    for line in proc.stdout.splitlines():
+    whole: dict[str, tuple[str, str]] = {}
+    for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 3:
             continue
@@ -111,7 +222,13 @@ def query_states(slurm_ids: Iterable[str], timeout: float = 60) -> tuple[dict[st
         for sid in expand_job_id(parts[0].strip()):
             if sid in wanted:
                 states[sid] = (state, reason)
-    return states, from_sacct
+            if "_" not in sid:
+                whole[sid] = (state, reason)
+    for sid in wanted - set(states):
+        array, _, task = sid.partition("_")
+        if task and array in whole:
+            states[sid] = whole[array]
+    return states
 
 
 def expand_job_id(text: str) -> list[str]:

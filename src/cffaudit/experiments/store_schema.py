@@ -6,7 +6,10 @@ result.json into SQLite. Version 2 keeps queue state only; its ``error`` and
 ``traceback`` columns hold the failure of a job that wrote no result. The
 ``slurm_jobs`` table (the Slurm job of each run submitted through ``--executor
 slurm``) was added to version 2 without a version change: it is created when missing,
-and a store without it simply has no Slurm jobs.
+and a store without it simply has no Slurm jobs. So was ``slurm_submissions``: the
+runs of a submission the driver is making (written before sbatch, replaced by their
+``slurm_jobs`` rows once sbatch has answered), by which a restarted driver finds the
+jobs of a submission whose driver died before recording them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ CREATE TABLE IF NOT EXISTS slurm_jobs (
     reason     TEXT,
     submitted  TEXT NOT NULL,
     collected  INTEGER NOT NULL DEFAULT 0  -- its outcome was handed to the driver
+);
+CREATE TABLE IF NOT EXISTS slurm_submissions (
+    run_id     TEXT PRIMARY KEY,
+    job_key    TEXT NOT NULL,
+    job_name   TEXT NOT NULL,     -- the submission's --job-name, unique to it
+    task       INTEGER NOT NULL,  -- the job's place in the submission (its array task id)
+    tasks      INTEGER NOT NULL,  -- the submission's job count (1: a plain job, not an array)
+    submitted  TEXT NOT NULL
 );
 """
 
