@@ -14,8 +14,8 @@ where the cost comes from:
 3. augmentation runs per image, twice per image, in a `DataLoader` with 4 workers, as four
    separate transform calls shaped like torchvision's v2 transforms (see `_ImageStep`):
    random crop with 12-pixel zero padding, horizontal flip, conversion to float in [0, 1],
-   normalisation. `augment_cost_per_view` measures it against the original's 240-310 us a
-   view (its v2 pipeline, single thread, issue 13), which it still undercuts;
+   normalisation. `augment_cost_per_view` measures it against the original's 58-62 us a
+   view (its v2 pipeline, single thread, measured 2026-12-03), which it slightly undercuts;
 4. normalisation uses the original's constants (`data.normalization: original`).
 
 Its model mirrors the original's: layer 0 is patch projection, ReLU, N(0, 1) positional
@@ -37,9 +37,11 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from cffaudit.config import RunConfig
 
-#: The original code's per-view augmentation cost (torchvision 0.29.1 v2 pipeline, one
-#: thread, the issue-13 measurement on this machine kind), microseconds.
-ORIGINAL_AUGMENT_US_PER_VIEW = (240.0, 310.0)
+#: The original code's per-view augmentation cost, microseconds: its own training transform
+#: (torchvision 0.29.1 v2 pipeline) on one thread of the 2-core CPU, 7 runs on a quiet
+#: machine on 2026-12-03 (median 60; benchmarks/results/2026-12-03-cpu-2core-real-original.json).
+#: Issue 13 quoted 240-310 us, which that measurement did not reproduce.
+ORIGINAL_AUGMENT_US_PER_VIEW = (58.0, 62.0)
 #: The original code's CIFAR crop padding and DataLoader workers (`utils.set_loaders`).
 ORIGINAL_PADDING = 12
 ORIGINAL_WORKERS = 4
@@ -111,8 +113,9 @@ class _ImageStep:
     one), then runs the kernel on every image leaf and rebuilds the input's structure. The
     original pays this per transform and per view. Measured on one thread, this shape costs
     about 1.8x a single fused per-image function (the re-implementation before issue 13),
-    and still less than the original's 240-310 us a view: torchvision's v2 does more per
-    call (module calls, kernel registry look-ups, more checks) than is reproduced here.
+    and a little less than the original's 58-62 us a view on a quiet machine: torchvision's
+    v2 does more per call (module calls, kernel registry look-ups, more checks) than is
+    reproduced here.
     """
 
     def __call__(self, sample: Any) -> Any:
