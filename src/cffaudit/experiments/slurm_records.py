@@ -76,15 +76,20 @@ def record_submitting(store: RunStore, job_name: str, rows: list[tuple[str, str,
         )
 
 
-def submissions(store: RunStore) -> dict[str, list[Submission]]:
-    """The runs of submissions never recorded as made, by job name."""
+def _rows(store: RunStore, query: str) -> list:
+    """The rows of `query`; none from a store made before its table existed."""
     try:
         with store._read() as conn:
-            rows = conn.execute("SELECT * FROM slurm_submissions ORDER BY job_name, task, run_id").fetchall()
-    except sqlite3.OperationalError as exc:  # a store from before the table existed
+            return conn.execute(query).fetchall()
+    except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return {}
+            return []
         raise
+
+
+def submissions(store: RunStore) -> dict[str, list[Submission]]:
+    """The runs of submissions never recorded as made, by job name."""
+    rows = _rows(store, "SELECT * FROM slurm_submissions ORDER BY job_name, task, run_id")
     out: dict[str, list[Submission]] = {}
     for r in rows:
         out.setdefault(r["job_name"], []).append(
@@ -146,13 +151,7 @@ def record_states(store: RunStore, states: dict[str, tuple[str, str]], collected
 
 def slurm_records(store: RunStore, run_ids: Optional[Iterable[str]] = None) -> dict[str, SlurmRecord]:
     """The recorded Slurm job of each run (all, or those among `run_ids`) that has one."""
-    try:
-        with store._read() as conn:
-            rows = conn.execute("SELECT * FROM slurm_jobs").fetchall()
-    except sqlite3.OperationalError as exc:  # a store from before the table existed
-        if "no such table" in str(exc):
-            return {}
-        raise
+    rows = _rows(store, "SELECT * FROM slurm_jobs")
     wanted = None if run_ids is None else set(run_ids)
     out = {}
     for r in rows:
